@@ -1,0 +1,55 @@
+# koordinator: `make demo` runs the seed Job locally, `make test` runs every test.
+
+TARGET       := x86_64-unknown-linux-musl
+TARGET_ARM64 := aarch64-unknown-linux-musl
+BIN          := target/$(TARGET)/release/koordinator
+BIN_ARM64    := target/$(TARGET_ARM64)/release/koordinator
+CARGO        ?= cargo
+APT_INSTALL  := DEBIAN_FRONTEND=noninteractive apt-get install -y -q
+
+.PHONY: all static static-arm64 test lint bench demo image release deps deps-arm64 deps-bench clean
+
+all: static
+
+# --- toolchain -------------------------------------------------------------
+
+# ring compiles C: the musl build needs musl-gcc (Debian: musl-tools).
+deps:
+	@command -v musl-gcc >/dev/null || { apt-get update -q && $(APT_INSTALL) musl-tools; }
+	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
+
+deps-arm64:
+	@command -v aarch64-linux-gnu-gcc >/dev/null || { apt-get update -q && $(APT_INSTALL) gcc-aarch64-linux-gnu; }
+	@command -v qemu-aarch64 >/dev/null || command -v qemu-aarch64-static >/dev/null || { apt-get update -q && $(APT_INSTALL) qemu-user; }
+	@rustup target list --installed | grep -qx $(TARGET_ARM64) || rustup target add $(TARGET_ARM64)
+
+deps-bench:
+	@for p in tini dumb-init catatonit hyperfine; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	 [ -z "$$missing" ] || { apt-get update -q && $(APT_INSTALL) $$missing; }
+
+# --- builds ------------------------------------------------------------------
+
+static: deps
+	$(CARGO) build --release --locked --target $(TARGET) --bin koordinator
+	@ls -l $(BIN)
+
+static-arm64: deps-arm64
+	$(CARGO) build --release --locked --target $(TARGET_ARM64) --bin koordinator
+	@ls -l $(BIN_ARM64)
+
+# --- checks ------------------------------------------------------------------
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+# Unit tests, then the integration tests against the static binary. Tests that
+# need root (PID namespaces, mounts, chroot) say so; CI runs them as root.
+test: static
+	KOORDINATOR_BIN=$(CURDIR)/$(BIN) $(CARGO) test --workspace --locked
+
+bench: static deps-bench
+	bash bench/run.sh $(BIN)
+
+clean:
+	$(CARGO) clean

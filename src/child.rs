@@ -1,0 +1,204 @@
+//! Starting the command, signalling it, and reaping every child that dies.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// Why the command could not be started; both end koordinator (127 / 126).
+#[derive(Debug)]
+pub enum SpawnError {
+    NotFound { command: String },
+    NotExecutable { command: String, reason: io::Error },
+}
+
+impl SpawnError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SpawnError::NotFound { .. } => 127,
+            SpawnError::NotExecutable { .. } => 126,
+        }
+    }
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpawnError::NotFound { command } => write!(
+                f,
+                "cannot run {command:?}: not found (check the path, or that it is on PATH in this image)"
+            ),
+            SpawnError::NotExecutable { command, reason } => {
+                write!(f, "cannot run {command:?}: {reason} (is it an executable for this platform, with mode +x?)")
+            }
+        }
+    }
+}
+
+/// How koordinator itself was started, to be handed back to the command.
+#[derive(Clone, Copy, Debug)]
+pub struct Inherited {
+    /// SIGPIPE was ignored when koordinator started (`nohup`-style callers).
+    /// Rust's `Command` resets it to the default in every child, so the
+    /// child has to put it back.
+    pub sigpipe_ignored: bool,
+    /// stdin is a terminal: the command becomes its foreground process group.
+    pub has_tty: bool,
+}
+
+impl Inherited {
+    /// Reads the state koordinator was started in. Call before changing any of it.
+    pub fn capture() -> Inherited {
+        // SAFETY: querying a disposition with a null new action changes nothing.
+        let sigpipe_ignored = unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+        };
+        // SAFETY: isatty only inspects the descriptor.
+        let has_tty = unsafe { libc::isatty(libc::STDIN_FILENO) } == 1;
+        Inherited {
+            sigpipe_ignored,
+            has_tty,
+        }
+    }
+}
+
+/// Starts the command in its own process group and returns its pid.
+pub fn spawn(argv: &[OsString], inherited: Inherited) -> Result<i32, SpawnError> {
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]);
+    // SAFETY: the closure runs between fork and exec, so it only makes raw
+    // system calls: no allocation, no locks, no logging.
+    unsafe {
+        command.pre_exec(move || {
+            // Own process group, so a terminal's ^C and `-g` reach the command
+            // and its children but not koordinator.
+            libc::setpgid(0, 0);
+            if inherited.has_tty {
+                // In the child, like tini: SIGTTOU is still blocked here, so a
+                // background group may take the terminal. Errors (no
+                // controlling terminal) are not fatal.
+                libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
+            }
+            if inherited.sigpipe_ignored {
+                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            }
+            // std's Command does not reset the mask (rust-lang/rust#101077):
+            // without this the command would start with SIGTERM blocked.
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let name = argv[0].to_string_lossy().into_owned();
+    match command.spawn() {
+        // Dropping `Child` neither waits nor kills; the reap loop owns the pid.
+        Ok(child) => Ok(child.id() as i32),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(SpawnError::NotFound { command: name })
+        }
+        Err(e) => Err(SpawnError::NotExecutable {
+            command: name,
+            reason: e,
+        }),
+    }
+}
+
+/// Sends `signal` to the command, or to its whole process group.
+pub fn signal(pid: i32, group: bool, signal: i32) {
+    let target = if group { -pid } else { pid };
+    // SAFETY: kill has no memory effects.
+    if unsafe { libc::kill(target, signal) } != 0 {
+        let err = io::Error::last_os_error();
+        // ESRCH: it exited a moment ago; its exit is about to be reaped.
+        if err.raw_os_error() != Some(libc::ESRCH) {
+            log::warn!(
+                "could not send {} to pid {target}: {err}",
+                crate::signals::name(signal)
+            );
+        }
+    }
+}
+
+/// How a reaped process ended, as a shell would report it: the exit code,
+/// or 128+N for a death by signal N.
+pub fn status_code(raw: i32) -> i32 {
+    if libc::WIFEXITED(raw) {
+        libc::WEXITSTATUS(raw)
+    } else if libc::WIFSIGNALED(raw) {
+        128 + libc::WTERMSIG(raw)
+    } else {
+        raw
+    }
+}
+
+/// Reaps every child that has exited, calling `on_exit(pid, code)` for each.
+/// Returns true when koordinator has no children left at all.
+///
+/// SIGCHLD coalesces and orphans are re-parented to us, so this loops until
+/// the kernel says nothing more is waiting. libc's waitpid is used directly:
+/// nix's refuses statuses from real-time signals it has no enum value for.
+pub fn reap(mut on_exit: impl FnMut(i32, i32)) -> bool {
+    loop {
+        let mut raw = 0;
+        // SAFETY: waitpid writes only into `raw`.
+        let pid = unsafe { libc::waitpid(-1, &mut raw, libc::WNOHANG) };
+        match pid {
+            0 => return false,
+            p if p > 0 => on_exit(p, status_code(raw)),
+            _ => {
+                let err = io::Error::last_os_error();
+                match err.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::ECHILD) => return true,
+                    _ => {
+                        log::warn!("waitpid: {err}");
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The pids whose parent is koordinator, read from /proc. Used when the
+/// command has exited and `--orphan-grace` asks to stop what it left behind.
+pub fn children() -> Vec<i32> {
+    // SAFETY: getpid cannot fail.
+    let me = unsafe { libc::getpid() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| parent_of(*pid) == Some(me))
+        .collect()
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_follow_shell_conventions() {
+        assert_eq!(status_code(42 << 8), 42);
+        assert_eq!(status_code(libc::SIGKILL), 137);
+        assert_eq!(status_code(libc::SIGTERM | 0x80), 143); // with a core dump
+    }
+
+    #[test]
+    fn this_process_is_its_childs_parent() {
+        let mut child = Command::new("sleep").arg("5").spawn().unwrap();
+        assert!(children().contains(&(child.id() as i32)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}

@@ -1,0 +1,986 @@
+//! Every lifecycle rule of koordinator, as a pure state machine.
+//!
+//! `step(event, now)` returns the actions to take; it does no I/O, reads no
+//! clock and touches no global, so each rule is a table test that runs in
+//! microseconds. The event loop (`runtime.rs`) turns file descriptors into
+//! events and actions into system calls. Because a pod snapshot is evaluated
+//! in constant work and never waits on anything, no burst of updates at any
+//! moment can block or deadlock it.
+
+use crate::pod::{self, Pod};
+use crate::signals::{self, Rewrites};
+use crate::spec::{Condition, HttpQuit, Spec, StopAction, StopOn};
+use log::Level;
+use std::time::{Duration, Instant};
+
+/// How long the API server may refuse us before the command has started.
+pub const AUTH_FAILURE_LIMIT: Duration = Duration::from_secs(60);
+
+/// Everything the coordinator is told up front.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub spec: Spec,
+    /// This container's spec text, to find itself among the pod's containers.
+    pub spec_text: String,
+    /// `-r` rules merged over the spec's `rewriteSignals`.
+    pub rewrites: Rewrites,
+    /// `-e` codes plus the spec's `successExitCodes`.
+    pub success_codes: Vec<i32>,
+    pub orphan_grace: Duration,
+}
+
+#[derive(Debug)]
+pub enum Event {
+    Pod(Box<Pod>),
+    /// The API server answered 401 or 403.
+    ApiAuthFailed(String),
+    /// A signal from outside, as received (before rewriting).
+    Signal(i32),
+    /// The command exited: its code, or 128+N for signal N.
+    ChildExited(i32),
+    /// No process is left to wait for after the command exited.
+    OrphansGone,
+    /// The deadline from `next_deadline` may have passed.
+    Timer,
+    HttpQuitDone(Result<(), String>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Spawn,
+    /// Send a signal to the command (or its process group with `-g`).
+    Signal(i32),
+    /// Send a signal to every process left behind by the command.
+    SignalOrphans(i32),
+    HttpQuit(HttpQuit),
+    /// One line for the termination log, saying why koordinator decided the outcome.
+    Report(String),
+    Log(Level, String),
+    Exit(i32),
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Waiting for the start dependencies (or the first pod snapshot).
+    Waiting,
+    Running {
+        /// `termSignal` from outside, to be forwarded at this time (`stopDelay`).
+        delayed_term: Option<Instant>,
+        /// `termSignal` from outside, held until the stop dependencies exit.
+        held_term: bool,
+    },
+    /// A stop-dependency stop is under way.
+    Stopping {
+        kill_at: Instant,
+        killed: bool,
+    },
+    /// The command exited; its orphans get `--orphan-grace` to follow.
+    Draining {
+        code: i32,
+        until: Instant,
+    },
+    Done,
+}
+
+#[derive(Debug)]
+pub struct Coordinator {
+    config: Config,
+    phase: Phase,
+    validated: bool,
+    start_deadline: Option<Instant>,
+    auth_failing_since: Option<Instant>,
+    last_auth_error: String,
+    /// Start dependencies that did not hold in the last snapshot.
+    missing: Vec<String>,
+}
+
+impl Coordinator {
+    pub fn new(config: Config, now: Instant) -> (Coordinator, Vec<Action>) {
+        let uses_api = config.spec.uses_api();
+        let start_deadline = config.spec.start_timeout.map(|t| now + t);
+        let missing = if uses_api {
+            vec!["the first pod snapshot".to_string()]
+        } else {
+            Vec::new()
+        };
+        let mut c = Coordinator {
+            config,
+            phase: Phase::Waiting,
+            validated: false,
+            start_deadline,
+            auth_failing_since: None,
+            last_auth_error: String::new(),
+            missing,
+        };
+        let mut actions = Vec::new();
+        if !uses_api {
+            c.start(&mut actions);
+        }
+        (c, actions)
+    }
+
+    pub fn step(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        match event {
+            Event::Pod(pod) => self.on_pod(&pod, now, &mut out),
+            Event::ApiAuthFailed(message) => {
+                if matches!(self.phase, Phase::Waiting) {
+                    self.auth_failing_since.get_or_insert(now);
+                    self.last_auth_error = message;
+                }
+            }
+            Event::Signal(signal) => self.on_signal(signal, now, &mut out),
+            Event::ChildExited(code) => self.on_child_exit(code, now, &mut out),
+            Event::OrphansGone => {
+                if let Phase::Draining { code, .. } = self.phase {
+                    self.exit(code, &mut out);
+                }
+            }
+            Event::Timer => self.on_timer(now, &mut out),
+            Event::HttpQuitDone(result) => {
+                if let (Phase::Stopping { .. }, Err(e)) = (&self.phase, result) {
+                    let signal = self.config.spec.term_signal;
+                    out.push(log(
+                        Level::Warn,
+                        format!(
+                            "HTTP quit failed ({e}); sending {} instead",
+                            signals::name(signal)
+                        ),
+                    ));
+                    out.push(Action::Signal(signal));
+                }
+            }
+        }
+        out
+    }
+
+    /// The earliest time at which `Event::Timer` has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Waiting => {
+                let auth = self.auth_failing_since.map(|t| t + AUTH_FAILURE_LIMIT);
+                [self.start_deadline, auth].into_iter().flatten().min()
+            }
+            Phase::Running { delayed_term, .. } => delayed_term,
+            Phase::Stopping { kill_at, killed } => (!killed).then_some(kill_at),
+            Phase::Draining { until, .. } => Some(until),
+            Phase::Done => None,
+        }
+    }
+
+    /// True once the command has been started (koordinator no longer bails out).
+    pub fn started(&self) -> bool {
+        !matches!(self.phase, Phase::Waiting)
+    }
+
+    fn start(&mut self, out: &mut Vec<Action>) {
+        self.phase = Phase::Running {
+            delayed_term: None,
+            held_term: false,
+        };
+        out.push(Action::Spawn);
+    }
+
+    fn exit(&mut self, code: i32, out: &mut Vec<Action>) {
+        self.phase = Phase::Done;
+        out.push(Action::Exit(code));
+    }
+
+    /// Ends koordinator with a reason that also goes to the termination log.
+    fn decide(&mut self, level: Level, reason: String, code: i32, out: &mut Vec<Action>) {
+        out.push(Action::Report(reason.clone()));
+        out.push(log(level, reason));
+        self.exit(code, out);
+    }
+
+    fn on_pod(&mut self, pod: &Pod, now: Instant, out: &mut Vec<Action>) {
+        self.auth_failing_since = None;
+        if !self.validated {
+            self.validated = true;
+            if let Err(e) = pod::validate(pod, &self.config.spec, &self.config.spec_text) {
+                if !self.started() {
+                    return self.decide(Level::Error, format!("configuration error: {e}"), 2, out);
+                }
+            }
+        }
+        let exited = self.exited_stop_deps(pod);
+        match self.phase {
+            Phase::Waiting => {
+                if let Some(names) = exited {
+                    let code = self.config.spec.terminated_by_stop_dep_exit_code.max(0);
+                    let reason = format!(
+                        "not starting the command: stop dependency {names} has already exited"
+                    );
+                    return self.decide(Level::Info, reason, code, out);
+                }
+                for dep in &self.config.spec.start_deps {
+                    if dep.condition != Condition::Completed {
+                        continue;
+                    }
+                    if let Some(code) = pod.failed_for_good(&dep.name) {
+                        let reason = format!(
+                            "start dependency {:?} terminated with exit code {code} and will not be restarted, so it can never complete; not starting the command",
+                            dep.name
+                        );
+                        return self.decide(Level::Error, reason, 1, out);
+                    }
+                }
+                self.missing = self
+                    .config
+                    .spec
+                    .start_deps
+                    .iter()
+                    .filter(|d| !pod.holds(d))
+                    .map(|d| format!("{} ({})", d.name, d.condition.as_str()))
+                    .collect();
+                if self.missing.is_empty() {
+                    if !self.config.spec.start_deps.is_empty() {
+                        out.push(log(
+                            Level::Info,
+                            "start dependencies hold; starting the command".into(),
+                        ));
+                    }
+                    self.start(out);
+                } else {
+                    out.push(log(
+                        Level::Debug,
+                        format!("waiting for {}", self.missing.join(", ")),
+                    ));
+                }
+            }
+            Phase::Running { .. } => {
+                if let Some(names) = exited {
+                    self.begin_stop(&names, now, out);
+                }
+            }
+            Phase::Stopping { .. } | Phase::Draining { .. } | Phase::Done => {}
+        }
+    }
+
+    /// The stop dependencies that have exited for good, when that is enough
+    /// under `stopOn`; `None` while the command should keep running.
+    fn exited_stop_deps(&self, pod: &Pod) -> Option<String> {
+        let deps = &self.config.spec.stop_deps;
+        let exited: Vec<&str> = deps
+            .iter()
+            .filter(|d| pod.exited_for_good(d))
+            .map(String::as_str)
+            .collect();
+        let enough = match self.config.spec.stop_on {
+            StopOn::Any => !exited.is_empty(),
+            StopOn::All => !deps.is_empty() && exited.len() == deps.len(),
+        };
+        enough.then(|| exited.join(", "))
+    }
+
+    fn begin_stop(&mut self, names: &str, now: Instant, out: &mut Vec<Action>) {
+        let reason = format!("stop dependency {names} exited; stopping the command");
+        out.push(Action::Report(reason.clone()));
+        out.push(log(Level::Info, reason));
+        out.push(match self.config.spec.stop_action() {
+            StopAction::Signal(s) => Action::Signal(s),
+            StopAction::Http(h) => Action::HttpQuit(h),
+        });
+        self.phase = Phase::Stopping {
+            kill_at: now + self.config.spec.term_timeout,
+            killed: false,
+        };
+    }
+
+    fn forward(&self, signal: i32, out: &mut Vec<Action>) {
+        if signal == libc::SIGTTIN || signal == libc::SIGTTOU {
+            // Job-control stops meant for koordinator's own terminal use; a
+            // container has no shell to resume the command, so drop them.
+            return;
+        }
+        let to = self.config.rewrites.apply(signal);
+        out.push(log(
+            Level::Debug,
+            format!("forwarding {}", signals::name(to)),
+        ));
+        out.push(Action::Signal(to));
+    }
+
+    fn on_signal(&mut self, signal: i32, now: Instant, out: &mut Vec<Action>) {
+        let spec = &self.config.spec;
+        let is_term = signal == spec.term_signal;
+        match &mut self.phase {
+            Phase::Waiting => {
+                if is_term || signal == libc::SIGTERM || signal == libc::SIGINT {
+                    out.push(log(
+                        Level::Info,
+                        format!(
+                            "received {} before the command started; exiting without starting it",
+                            signals::name(signal)
+                        ),
+                    ));
+                    self.exit(128 + signal, out);
+                } else {
+                    out.push(log(
+                        Level::Debug,
+                        format!(
+                            "ignoring {}: the command has not started",
+                            signals::name(signal)
+                        ),
+                    ));
+                }
+            }
+            Phase::Running {
+                delayed_term,
+                held_term,
+            } if is_term => {
+                if !spec.stop_deps.is_empty() && spec.term_waits_for_stop_deps {
+                    if !*held_term {
+                        *held_term = true;
+                        out.push(log(
+                            Level::Info,
+                            format!(
+                                "holding {} until stop dependencies {} have exited (termWaitsForStopDeps)",
+                                signals::name(signal),
+                                spec.stop_deps.join(", ")
+                            ),
+                        ));
+                    }
+                } else if !spec.stop_delay.is_zero() {
+                    if delayed_term.is_none() {
+                        *delayed_term = Some(now + spec.stop_delay);
+                        out.push(log(
+                            Level::Info,
+                            format!(
+                                "delaying {} by {} (stopDelay)",
+                                signals::name(signal),
+                                humantime::format_duration(spec.stop_delay)
+                            ),
+                        ));
+                    }
+                } else {
+                    self.forward(signal, out);
+                }
+            }
+            Phase::Running { .. } | Phase::Stopping { .. } => self.forward(signal, out),
+            Phase::Draining { .. } | Phase::Done => {}
+        }
+    }
+
+    fn on_child_exit(&mut self, code: i32, now: Instant, out: &mut Vec<Action>) {
+        let spec = &self.config.spec;
+        let mapped = if self.config.success_codes.contains(&code) {
+            0
+        } else {
+            code
+        };
+        let final_code = match self.phase {
+            Phase::Stopping { killed: true, .. } => spec.killed_by_stop_dep_exit_code,
+            Phase::Stopping { .. } if spec.terminated_by_stop_dep_exit_code >= 0 => {
+                spec.terminated_by_stop_dep_exit_code
+            }
+            _ => mapped,
+        };
+        out.push(log(
+            Level::Debug,
+            format!("command exited with {code}; exiting with {final_code}"),
+        ));
+        if self.config.orphan_grace.is_zero() {
+            return self.exit(final_code, out);
+        }
+        self.phase = Phase::Draining {
+            code: final_code,
+            until: now + self.config.orphan_grace,
+        };
+        out.push(Action::SignalOrphans(libc::SIGTERM));
+    }
+
+    fn on_timer(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        match &mut self.phase {
+            Phase::Waiting if due(self.start_deadline) => {
+                let timeout = self.config.spec.start_timeout.unwrap_or_default();
+                let reason = format!(
+                    "start dependencies did not hold within startTimeout {}: still waiting for {}; not starting the command",
+                    humantime::format_duration(timeout),
+                    self.missing.join(", ")
+                );
+                self.decide(Level::Error, reason, 1, out);
+            }
+            Phase::Waiting if due(self.auth_failing_since.map(|t| t + AUTH_FAILURE_LIMIT)) => {
+                let reason = format!(
+                    "the API server has refused access for {}s ({}); not starting the command",
+                    AUTH_FAILURE_LIMIT.as_secs(),
+                    self.last_auth_error
+                );
+                self.decide(Level::Error, reason, 1, out);
+            }
+            Phase::Running { delayed_term, .. } if due(*delayed_term) => {
+                *delayed_term = None;
+                let signal = self.config.spec.term_signal;
+                self.forward(signal, out);
+            }
+            Phase::Stopping { kill_at, killed } if !*killed && *kill_at <= now => {
+                *killed = true;
+                out.push(log(
+                    Level::Warn,
+                    format!(
+                        "the command did not exit within termTimeout {}; sending SIGKILL",
+                        humantime::format_duration(self.config.spec.term_timeout)
+                    ),
+                ));
+                out.push(Action::Signal(libc::SIGKILL));
+            }
+            Phase::Draining { code, until } if *until <= now => {
+                let code = *code;
+                out.push(log(
+                    Level::Warn,
+                    "processes left by the command outlived --orphan-grace; exiting".into(),
+                ));
+                self.exit(code, out);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn log(level: Level, message: String) -> Action {
+    Action::Log(level, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec;
+    use serde_json::json;
+    use Action::*;
+
+    /// A scenario: a coordinator for container "me", a clock, and a pod whose
+    /// other containers the test moves through their states.
+    struct Sim {
+        c: Coordinator,
+        t0: Instant,
+        now: Instant,
+        policy: &'static str,
+        containers: Vec<(&'static str, serde_json::Value)>,
+        spec_text: String,
+    }
+
+    /// Container states, as the kubelet reports them.
+    fn waiting() -> serde_json::Value {
+        json!({"ready": false, "state": {"waiting": {"reason": "ContainerCreating"}}})
+    }
+    fn running() -> serde_json::Value {
+        json!({"ready": false, "started": true, "state": {"running": {}}})
+    }
+    fn ready() -> serde_json::Value {
+        json!({"ready": true, "started": true, "state": {"running": {}}})
+    }
+    fn exited(code: i32) -> serde_json::Value {
+        json!({"ready": false, "started": false, "state": {"terminated": {"exitCode": code}}})
+    }
+
+    impl Sim {
+        fn new(spec_text: &str) -> Sim {
+            Sim::with(spec_text, &[], Duration::ZERO)
+        }
+
+        fn with(spec_text: &str, cli_success: &[i32], orphan_grace: Duration) -> Sim {
+            let spec = spec::parse(spec_text).unwrap();
+            let config = Config {
+                rewrites: spec.rewrite_signals.clone(),
+                success_codes: [cli_success, &spec.success_exit_codes].concat(),
+                spec,
+                spec_text: spec_text.to_string(),
+                orphan_grace,
+            };
+            let t0 = Instant::now();
+            let (c, initial) = Coordinator::new(config, t0);
+            assert!(initial.is_empty() || initial == [Spawn], "{initial:?}");
+            let mut sim = Sim {
+                c,
+                t0,
+                now: t0,
+                policy: "Never",
+                containers: Vec::new(),
+                spec_text: spec_text.to_string(),
+            };
+            if initial == [Spawn] {
+                sim.now = t0; // a plain init: spawned at once
+            }
+            sim
+        }
+
+        fn at(&mut self, ms: u64) -> &mut Sim {
+            self.now = self.t0 + Duration::from_millis(ms);
+            self
+        }
+
+        fn set(&mut self, name: &'static str, state: serde_json::Value) -> &mut Sim {
+            self.containers.retain(|(n, _)| *n != name);
+            self.containers.push((name, state));
+            self
+        }
+
+        fn pod_json(&self) -> serde_json::Value {
+            let mut specs = vec![
+                json!({"name": "me", "env": [{"name": "KOORDINATOR_SPEC", "value": self.spec_text}]}),
+            ];
+            let mut statuses = Vec::new();
+            for (name, state) in &self.containers {
+                specs.push(json!({"name": name}));
+                let mut s = state.clone();
+                s["name"] = json!(name);
+                statuses.push(s);
+            }
+            json!({"metadata": {"name": "pod"}, "spec": {"restartPolicy": self.policy, "containers": specs},
+                   "status": {"containerStatuses": statuses}})
+        }
+
+        fn send(&mut self, event: Event) -> Vec<Action> {
+            let mut actions = self.c.step(event, self.now);
+            actions.retain(|a| !matches!(a, Log(..)));
+            actions
+        }
+
+        fn pod(&mut self) -> Vec<Action> {
+            let pod: Pod = serde_json::from_value(self.pod_json()).unwrap();
+            self.send(Event::Pod(Box::new(pod)))
+        }
+
+        fn signal(&mut self, s: i32) -> Vec<Action> {
+            self.send(Event::Signal(s))
+        }
+
+        fn timer(&mut self) -> Vec<Action> {
+            self.send(Event::Timer)
+        }
+
+        fn exit(&mut self, code: i32) -> Vec<Action> {
+            self.send(Event::ChildExited(code))
+        }
+
+        fn deadline_ms(&self) -> Option<u128> {
+            self.c.next_deadline().map(|d| (d - self.t0).as_millis())
+        }
+    }
+
+    fn reports(actions: &[Action]) -> Vec<&str> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Report(r) => Some(r.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn without_reports(actions: Vec<Action>) -> Vec<Action> {
+        actions
+            .into_iter()
+            .filter(|a| !matches!(a, Report(_)))
+            .collect()
+    }
+
+    const SEED_MAIN: &str = r#"{"startDeps":["proxy"],"stopDelay":"10s"}"#;
+    const SEED_PROXY: &str = r#"{"stopDeps":["main"]}"#;
+
+    #[test]
+    fn plain_init_spawns_at_once_and_passes_the_exit_code_through() {
+        let mut s = Sim::new("{}");
+        assert_eq!(s.c.next_deadline(), None);
+        assert_eq!(s.signal(libc::SIGUSR1), [Signal(libc::SIGUSR1)]);
+        assert_eq!(s.exit(42), [Exit(42)]);
+    }
+
+    #[test]
+    fn starts_once_when_start_deps_hold() {
+        let mut s = Sim::new(SEED_MAIN);
+        s.set("proxy", waiting());
+        assert_eq!(s.pod(), []);
+        s.set("proxy", running());
+        assert_eq!(s.pod(), []);
+        s.set("proxy", ready());
+        assert_eq!(s.pod(), [Spawn]);
+        assert_eq!(s.pod(), [], "a second snapshot must not start it again");
+    }
+
+    #[test]
+    fn with_only_stop_deps_it_starts_on_the_first_snapshot() {
+        let mut s = Sim::new(SEED_PROXY);
+        s.set("main", waiting());
+        assert_eq!(s.pod(), [Spawn]);
+    }
+
+    #[test]
+    fn started_and_completed_conditions() {
+        let mut s = Sim::new(
+            r#"{"startDeps":[{"name":"a","condition":"started"},{"name":"m","condition":"completed"}]}"#,
+        );
+        s.set("a", running()).set("m", running());
+        assert_eq!(s.pod(), []);
+        s.set("m", exited(0));
+        assert_eq!(s.pod(), [Spawn]);
+    }
+
+    #[test]
+    fn a_failed_completed_dependency_ends_with_1_at_once() {
+        let mut s = Sim::new(r#"{"startDeps":[{"name":"migrate","condition":"completed"}]}"#);
+        s.set("migrate", exited(3));
+        let a = s.pod();
+        assert_eq!(a.last(), Some(&Exit(1)));
+        assert!(reports(&a)[0]
+            .contains("\"migrate\" terminated with exit code 3 and will not be restarted"));
+    }
+
+    #[test]
+    fn a_failed_completed_dependency_under_on_failure_is_awaited() {
+        let mut s = Sim::new(r#"{"startDeps":[{"name":"migrate","condition":"completed"}]}"#);
+        s.policy = "OnFailure";
+        s.set("migrate", exited(3));
+        assert_eq!(s.pod(), []);
+        s.set("migrate", exited(0));
+        assert_eq!(s.pod(), [Spawn]);
+    }
+
+    #[test]
+    fn stop_dep_already_exited_before_the_first_event_never_starts() {
+        // The original missed a stop dependency that exited before it watched.
+        let mut s = Sim::new(SEED_PROXY);
+        s.set("main", exited(0));
+        let a = s.pod();
+        assert_eq!(without_reports(a.clone()), [Exit(0)]);
+        assert_eq!(
+            reports(&a),
+            ["not starting the command: stop dependency main has already exited"]
+        );
+    }
+
+    #[test]
+    fn stop_dep_exit_stops_the_sidecar_with_code_0() {
+        let mut s = Sim::new(SEED_PROXY);
+        s.set("main", running());
+        assert_eq!(s.pod(), [Spawn]);
+        s.set("main", exited(1));
+        let a = s.pod();
+        assert_eq!(
+            reports(&a),
+            ["stop dependency main exited; stopping the command"]
+        );
+        assert_eq!(without_reports(a), [Signal(libc::SIGTERM)]);
+        // The proxy dies of its SIGTERM: 143, reported as 0 so the Job completes.
+        assert_eq!(s.exit(143), [Exit(0)]);
+    }
+
+    #[test]
+    fn stop_dep_stop_kills_after_term_timeout_and_reports_137() {
+        let mut s = Sim::new(r#"{"stopDeps":["main"],"termTimeout":"5s"}"#);
+        s.set("main", running());
+        s.pod();
+        s.at(1000).set("main", exited(0));
+        s.pod();
+        assert_eq!(s.deadline_ms(), Some(6000));
+        assert_eq!(s.at(5999).timer(), []);
+        assert_eq!(s.at(6000).timer(), [Signal(libc::SIGKILL)]);
+        assert_eq!(s.c.next_deadline(), None);
+        assert_eq!(s.exit(137), [Exit(137)]);
+    }
+
+    #[test]
+    fn negative_terminated_code_keeps_the_commands_own_code() {
+        let mut s = Sim::new(
+            r#"{"stopDeps":["main"],"whenStopDepExited":{"signal":"SIGINT"},"terminatedByStopDepExitCode":-1}"#,
+        );
+        s.set("main", running());
+        s.pod();
+        s.set("main", exited(0));
+        assert_eq!(without_reports(s.pod()), [Signal(libc::SIGINT)]);
+        assert_eq!(s.exit(130), [Exit(130)]);
+    }
+
+    #[test]
+    fn custom_exit_codes_after_a_stop() {
+        let mut s = Sim::new(
+            r#"{"stopDeps":["main"],"terminatedByStopDepExitCode":7,"killedByStopDepExitCode":9,"termTimeout":"1s"}"#,
+        );
+        s.set("main", running());
+        s.pod();
+        s.set("main", exited(0));
+        s.pod();
+        assert_eq!(s.exit(1), [Exit(7)]);
+
+        let mut s =
+            Sim::new(r#"{"stopDeps":["main"],"killedByStopDepExitCode":9,"termTimeout":"1s"}"#);
+        s.set("main", running());
+        s.pod();
+        s.set("main", exited(0));
+        s.pod();
+        s.at(1000).timer();
+        assert_eq!(s.exit(137), [Exit(9)]);
+    }
+
+    #[test]
+    fn stop_on_all_waits_for_every_stop_dep() {
+        let mut s = Sim::new(r#"{"stopDeps":["a","b"],"stopOn":"all"}"#);
+        s.set("a", running()).set("b", running());
+        s.pod();
+        s.set("a", exited(0));
+        assert_eq!(s.pod(), []);
+        s.set("b", exited(0));
+        assert_eq!(without_reports(s.pod()), [Signal(libc::SIGTERM)]);
+    }
+
+    #[test]
+    fn stop_on_any_stops_on_the_first() {
+        let mut s = Sim::new(r#"{"stopDeps":["a","b"]}"#);
+        s.set("a", running()).set("b", running());
+        s.pod();
+        s.set("b", exited(0));
+        assert_eq!(without_reports(s.pod()), [Signal(libc::SIGTERM)]);
+    }
+
+    #[test]
+    fn on_failure_main_that_fails_and_restarts_keeps_its_sidecar() {
+        let mut s = Sim::new(SEED_PROXY);
+        s.policy = "OnFailure";
+        s.set("main", running());
+        s.pod();
+        s.set("main", exited(1));
+        assert_eq!(
+            s.pod(),
+            [],
+            "a failed OnFailure container will be restarted"
+        );
+        s.set("main", running());
+        assert_eq!(s.pod(), []);
+        s.set("main", exited(0));
+        assert_eq!(without_reports(s.pod()), [Signal(libc::SIGTERM)]);
+    }
+
+    #[test]
+    fn a_stop_dep_in_init_container_statuses_counts() {
+        let mut s = Sim::new(r#"{"startDeps":["sidecar"]}"#);
+        let pod: Pod = serde_json::from_value(json!({
+            "spec": {"containers": [{"name": "me"}], "initContainers": [{"name": "sidecar", "restartPolicy": "Always"}]},
+            "status": {"initContainerStatuses": [{"name": "sidecar", "ready": true}]}
+        }))
+        .unwrap();
+        assert_eq!(s.send(Event::Pod(Box::new(pod))), [Spawn]);
+    }
+
+    #[test]
+    fn http_stop_action_falls_back_to_term_signal_on_failure() {
+        let mut s = Sim::new(
+            r#"{"stopDeps":["main"],"whenStopDepExited":{"http":{"port":15020}},"termSignal":"SIGQUIT"}"#,
+        );
+        s.set("main", running());
+        s.pod();
+        s.set("main", exited(0));
+        let a = without_reports(s.pod());
+        assert!(matches!(&a[..], [HttpQuit(h)] if h.port == 15020 && h.path == "/quitquitquit"));
+        assert_eq!(
+            s.send(Event::HttpQuitDone(Err("connection refused".into()))),
+            [Signal(libc::SIGQUIT)]
+        );
+        assert_eq!(s.exit(0), [Exit(0)]);
+    }
+
+    #[test]
+    fn http_stop_action_success_sends_nothing_more() {
+        let mut s = Sim::new(r#"{"stopDeps":["main"],"whenStopDepExited":{"http":{"port":1}}}"#);
+        s.set("main", running());
+        s.pod();
+        s.set("main", exited(0));
+        s.pod();
+        assert_eq!(s.send(Event::HttpQuitDone(Ok(()))), []);
+    }
+
+    #[test]
+    fn start_timeout_exits_1_naming_what_is_missing() {
+        let mut s = Sim::new(r#"{"startDeps":["proxy"],"startTimeout":"2s"}"#);
+        assert_eq!(s.deadline_ms(), Some(2000));
+        s.set("proxy", running());
+        s.pod();
+        assert_eq!(s.at(1999).timer(), []);
+        let a = s.at(2000).timer();
+        assert_eq!(a.last(), Some(&Exit(1)));
+        assert_eq!(
+            reports(&a),
+            ["start dependencies did not hold within startTimeout 2s: still waiting for proxy (ready); not starting the command"]
+        );
+    }
+
+    #[test]
+    fn start_timeout_without_any_snapshot_says_so() {
+        let mut s = Sim::new(r#"{"startDeps":["proxy"],"startTimeout":"1s"}"#);
+        let a = s.at(1000).timer();
+        assert!(reports(&a)[0].contains("still waiting for the first pod snapshot"));
+    }
+
+    #[test]
+    fn sigterm_while_waiting_exits_128_plus_n_without_starting() {
+        let mut s = Sim::new(SEED_MAIN);
+        assert_eq!(s.signal(libc::SIGTERM), [Exit(143)]);
+        s.set("proxy", ready());
+        assert_eq!(s.pod(), [], "never started after exiting");
+
+        let mut s = Sim::new(SEED_MAIN);
+        assert_eq!(s.signal(libc::SIGINT), [Exit(130)]);
+    }
+
+    #[test]
+    fn other_signals_while_waiting_are_ignored() {
+        let mut s = Sim::new(SEED_MAIN);
+        assert_eq!(s.signal(libc::SIGHUP), []);
+        assert_eq!(s.signal(libc::SIGUSR1), []);
+    }
+
+    #[test]
+    fn stop_delay_holds_term_while_other_signals_pass() {
+        let mut s = Sim::new(SEED_MAIN);
+        s.set("proxy", ready());
+        s.pod();
+        assert_eq!(s.at(100).signal(libc::SIGTERM), []);
+        assert_eq!(s.deadline_ms(), Some(10_100));
+        assert_eq!(s.at(200).signal(libc::SIGUSR1), [Signal(libc::SIGUSR1)]);
+        assert_eq!(
+            s.at(300).signal(libc::SIGTERM),
+            [],
+            "a second TERM does not restart the delay"
+        );
+        assert_eq!(s.deadline_ms(), Some(10_100));
+        assert_eq!(s.at(10_100).timer(), [Signal(libc::SIGTERM)]);
+        assert_eq!(s.c.next_deadline(), None);
+    }
+
+    #[test]
+    fn child_exit_during_stop_delay_exits_at_once() {
+        let mut s = Sim::new(SEED_MAIN);
+        s.set("proxy", ready());
+        s.pod();
+        s.signal(libc::SIGTERM);
+        assert_eq!(s.at(50).exit(0), [Exit(0)]);
+        assert_eq!(s.c.next_deadline(), None);
+    }
+
+    #[test]
+    fn term_waits_for_stop_deps_then_stops_as_a_stop_dep_stop() {
+        let mut s = Sim::new(SEED_PROXY);
+        s.set("main", running());
+        s.pod();
+        assert_eq!(s.signal(libc::SIGTERM), [], "held while main runs");
+        assert_eq!(s.c.next_deadline(), None);
+        s.set("main", exited(0));
+        assert_eq!(without_reports(s.pod()), [Signal(libc::SIGTERM)]);
+        assert_eq!(s.exit(143), [Exit(0)]);
+    }
+
+    #[test]
+    fn without_term_waits_term_is_forwarded() {
+        let mut s = Sim::new(r#"{"stopDeps":["main"],"termWaitsForStopDeps":false}"#);
+        s.set("main", running());
+        s.pod();
+        assert_eq!(s.signal(libc::SIGTERM), [Signal(libc::SIGTERM)]);
+        assert_eq!(
+            s.exit(143),
+            [Exit(143)],
+            "an outside stop is not a stop-dependency stop"
+        );
+    }
+
+    #[test]
+    fn rewrites_apply_to_forwarded_signals_and_tty_stops_are_dropped() {
+        let mut s = Sim::new(r#"{"rewriteSignals":{"TERM":"QUIT"}}"#);
+        assert_eq!(s.signal(libc::SIGTERM), [Signal(libc::SIGQUIT)]);
+        assert_eq!(s.signal(libc::SIGTTIN), []);
+        assert_eq!(s.signal(libc::SIGTTOU), []);
+        assert_eq!(s.signal(libc::SIGWINCH), [Signal(libc::SIGWINCH)]);
+    }
+
+    #[test]
+    fn success_exit_codes_map_to_0() {
+        let mut s = Sim::with(r#"{"successExitCodes":[3]}"#, &[143], Duration::ZERO);
+        assert_eq!(s.exit(143), [Exit(0)]);
+        let mut s = Sim::with(r#"{"successExitCodes":[3]}"#, &[143], Duration::ZERO);
+        assert_eq!(s.exit(3), [Exit(0)]);
+        let mut s = Sim::with("{}", &[143], Duration::ZERO);
+        assert_eq!(s.exit(1), [Exit(1)]);
+    }
+
+    #[test]
+    fn orphan_grace_terms_the_rest_and_waits_for_them() {
+        let mut s = Sim::with("{}", &[], Duration::from_secs(2));
+        assert_eq!(s.exit(5), [SignalOrphans(libc::SIGTERM)]);
+        assert_eq!(s.deadline_ms(), Some(2000));
+        assert_eq!(s.send(Event::OrphansGone), [Exit(5)]);
+
+        let mut s = Sim::with("{}", &[], Duration::from_secs(2));
+        s.exit(5);
+        assert_eq!(s.at(2000).timer(), [Exit(5)]);
+    }
+
+    #[test]
+    fn a_burst_of_updates_while_stopping_changes_nothing() {
+        // The original could deadlock on a burst of pod updates while stopping.
+        let mut s = Sim::new(SEED_PROXY);
+        s.set("main", running());
+        s.pod();
+        s.set("main", exited(0));
+        assert_eq!(without_reports(s.pod()), [Signal(libc::SIGTERM)]);
+        for i in 0..10_000 {
+            s.set("main", if i % 2 == 0 { running() } else { exited(0) });
+            assert_eq!(s.pod(), []);
+        }
+        assert_eq!(s.exit(143), [Exit(0)]);
+    }
+
+    #[test]
+    fn unknown_dependency_name_is_a_configuration_error() {
+        let mut s = Sim::new(r#"{"startDeps":["prxy"]}"#);
+        s.set("proxy", ready());
+        let a = s.pod();
+        assert_eq!(a.last(), Some(&Exit(2)));
+        assert!(reports(&a)[0]
+            .starts_with(r#"configuration error: start dependency "prxy" is not a container"#));
+    }
+
+    #[test]
+    fn self_dependency_is_a_cycle() {
+        let mut s = Sim::new(r#"{"startDeps":["me"]}"#);
+        let a = s.pod();
+        assert_eq!(a.last(), Some(&Exit(2)));
+        assert!(reports(&a)[0].contains("form a cycle: me -> me"));
+    }
+
+    #[test]
+    fn auth_failures_for_60s_before_start_exit_1() {
+        let mut s = Sim::new(SEED_MAIN);
+        assert_eq!(s.send(Event::ApiAuthFailed("403 Forbidden".into())), []);
+        assert_eq!(s.deadline_ms(), Some(60_000));
+        s.at(30_000)
+            .send(Event::ApiAuthFailed("403 Forbidden".into()));
+        assert_eq!(
+            s.deadline_ms(),
+            Some(60_000),
+            "measured from the first failure"
+        );
+        let a = s.at(60_000).timer();
+        assert_eq!(a.last(), Some(&Exit(1)));
+        assert!(reports(&a)[0].contains("refused access for 60s (403 Forbidden)"));
+    }
+
+    #[test]
+    fn a_pod_snapshot_resets_the_auth_failure_clock() {
+        let mut s = Sim::new(SEED_MAIN);
+        s.send(Event::ApiAuthFailed("401".into()));
+        s.at(10_000).set("proxy", running());
+        s.pod();
+        assert_eq!(s.c.next_deadline(), None);
+        assert_eq!(s.at(70_000).timer(), []);
+    }
+
+    #[test]
+    fn auth_failures_after_start_never_end_it() {
+        let mut s = Sim::new(SEED_PROXY);
+        s.set("main", running());
+        s.pod();
+        s.send(Event::ApiAuthFailed("403".into()));
+        assert_eq!(s.c.next_deadline(), None);
+        assert_eq!(s.at(120_000).timer(), []);
+    }
+}

@@ -1,0 +1,138 @@
+//! A small stderr logger: `koordinator: warn: message`, or one JSON object a
+//! line (`time`, `severity`, `message`) that Cloud Logging and friends parse.
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use std::io::Write;
+use std::time::SystemTime;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+struct StderrLogger {
+    format: Format,
+}
+
+impl Log for StderrLogger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let line = render(self.format, record.level(), &record.args().to_string());
+        // One write call a line, so lines of concurrent threads do not interleave.
+        // A closed stderr must not take koordinator down: the error is dropped.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    fn flush(&self) {}
+}
+
+fn render(format: Format, level: Level, message: &str) -> String {
+    match format {
+        Format::Text => format!(
+            "koordinator: {}: {message}\n",
+            level.as_str().to_lowercase()
+        ),
+        Format::Json => {
+            let severity = match level {
+                Level::Error => "ERROR",
+                Level::Warn => "WARNING",
+                Level::Info => "INFO",
+                Level::Debug | Level::Trace => "DEBUG",
+            };
+            let object = serde_json::json!({
+                "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+                "severity": severity,
+                "message": message,
+            });
+            format!("{object}\n")
+        }
+    }
+}
+
+/// Parses `KOORDINATOR_LOG`.
+pub fn parse_level(text: &str) -> Option<LevelFilter> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "off" => Some(LevelFilter::Off),
+        "error" => Some(LevelFilter::Error),
+        "warn" | "warning" => Some(LevelFilter::Warn),
+        "info" => Some(LevelFilter::Info),
+        "debug" => Some(LevelFilter::Debug),
+        "trace" => Some(LevelFilter::Trace),
+        _ => None,
+    }
+}
+
+/// Parses `KOORDINATOR_LOG_FORMAT`.
+pub fn parse_format(text: &str) -> Option<Format> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "text" => Some(Format::Text),
+        "json" => Some(Format::Json),
+        _ => None,
+    }
+}
+
+/// Installs the logger. Called once, before anything logs.
+pub fn init(format: Format, level: LevelFilter) {
+    let logger: &'static StderrLogger = Box::leak(Box::new(StderrLogger { format }));
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// Raises (`-v`) or lowers (`-q`) a level.
+pub fn adjust(level: LevelFilter, verbose: u8, quiet: bool) -> LevelFilter {
+    if quiet {
+        return level.min(LevelFilter::Error);
+    }
+    let mut level = level;
+    for _ in 0..verbose {
+        level = match level {
+            LevelFilter::Off => LevelFilter::Error,
+            LevelFilter::Error => LevelFilter::Warn,
+            LevelFilter::Warn => LevelFilter::Info,
+            LevelFilter::Info => LevelFilter::Debug,
+            LevelFilter::Debug | LevelFilter::Trace => LevelFilter::Trace,
+        };
+    }
+    level
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_carry_time_severity_and_message() {
+        let line = render(Format::Json, Level::Warn, "quote \" and\nnewline");
+        assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["severity"], "WARNING");
+        assert_eq!(v["message"], "quote \" and\nnewline");
+        let time = v["time"].as_str().unwrap();
+        assert!(humantime::parse_rfc3339(time).is_ok(), "{time}");
+    }
+
+    #[test]
+    fn text_lines_name_the_program_and_level() {
+        assert_eq!(
+            render(Format::Text, Level::Error, "boom"),
+            "koordinator: error: boom\n"
+        );
+    }
+
+    #[test]
+    fn verbosity_flags_move_the_level() {
+        assert_eq!(adjust(LevelFilter::Info, 1, false), LevelFilter::Debug);
+        assert_eq!(adjust(LevelFilter::Info, 5, false), LevelFilter::Trace);
+        assert_eq!(adjust(LevelFilter::Info, 0, true), LevelFilter::Error);
+        assert_eq!(parse_level("WARN"), Some(LevelFilter::Warn));
+        assert_eq!(parse_level("loud"), None);
+    }
+}

@@ -1,0 +1,277 @@
+//! The event loop: one thread, one mio poll over a signalfd and a waker.
+//!
+//! It only translates: readable fds and expired deadlines become coordinator
+//! events, coordinator actions become system calls. Every rule lives in
+//! `coordinator.rs`.
+
+use crate::child::{self, Inherited};
+use crate::coordinator::{Action, Coordinator, Event};
+use crate::spec::HttpQuit;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::ops::ControlFlow;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::time::Instant;
+
+const SIGNALS: Token = Token(0);
+const WAKER: Token = Token(1);
+
+/// How other threads (the API watcher, an HTTP quit) hand events to the loop.
+#[derive(Clone)]
+pub struct Notifier {
+    tx: Sender<Event>,
+    waker: Arc<Waker>,
+}
+
+impl Notifier {
+    /// Queues an event and wakes the loop. Returns false once the loop is gone.
+    pub fn send(&self, event: Event) -> bool {
+        self.tx.send(event).is_ok() && self.waker.wake().is_ok()
+    }
+}
+
+/// What the loop needs besides the coordinator.
+pub struct Setup {
+    pub command: Vec<OsString>,
+    pub kill_group: bool,
+    pub inherited: Inherited,
+    /// Where `Action::Report` lines go; `None` when the default path is absent.
+    pub termination_log: Option<PathBuf>,
+}
+
+struct Loop {
+    setup: Setup,
+    child: Option<i32>,
+    draining: bool,
+    notifier: Notifier,
+}
+
+/// Runs until the coordinator exits; returns the exit code.
+/// `start_watcher` is called once, after the signals are blocked and the
+/// notifier exists, to start the API watcher thread when one is needed.
+pub fn run(
+    coordinator: (Coordinator, Vec<Action>),
+    setup: Setup,
+    start_watcher: impl FnOnce(Notifier),
+) -> io::Result<i32> {
+    let mut poll = Poll::new()?;
+    let mut signal_fd = SignalFd::with_flags(
+        &crate::signals::handled_set(),
+        SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+    )
+    .map_err(io::Error::from)?;
+    poll.registry().register(
+        &mut SourceFd(&signal_fd.as_raw_fd()),
+        SIGNALS,
+        Interest::READABLE,
+    )?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let (tx, rx) = mpsc::channel();
+    let notifier = Notifier { tx, waker };
+    start_watcher(notifier.clone());
+
+    let (mut coordinator, initial) = coordinator;
+    let mut lp = Loop {
+        setup,
+        child: None,
+        draining: false,
+        notifier,
+    };
+    if let ControlFlow::Break(code) = lp.perform(&mut coordinator, initial) {
+        return Ok(code);
+    }
+    let mut events = Events::with_capacity(8);
+    loop {
+        let timeout = coordinator
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                log::warn!("poll: {e}");
+            }
+        }
+        if let ControlFlow::Break(code) = lp.turn(&mut coordinator, &mut signal_fd, &rx) {
+            return Ok(code);
+        }
+    }
+}
+
+impl Loop {
+    /// One pass over everything that may be pending; fds are edge-triggered,
+    /// so each source is drained completely.
+    fn turn(
+        &mut self,
+        c: &mut Coordinator,
+        signal_fd: &mut SignalFd,
+        rx: &Receiver<Event>,
+    ) -> ControlFlow<i32> {
+        let mut child_changed = false;
+        loop {
+            match signal_fd.read_signal() {
+                Ok(Some(info)) => {
+                    let signal = info.ssi_signo as i32;
+                    if signal == libc::SIGCHLD {
+                        child_changed = true;
+                    } else {
+                        self.feed(c, Event::Signal(signal))?;
+                    }
+                }
+                Ok(None) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    log::warn!("reading signals: {e}");
+                    break;
+                }
+            }
+        }
+        if child_changed {
+            self.reap(c)?;
+        }
+        while let Ok(event) = rx.try_recv() {
+            self.feed(c, event)?;
+        }
+        if c.next_deadline().is_some_and(|d| d <= Instant::now()) {
+            self.feed(c, Event::Timer)?;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn reap(&mut self, c: &mut Coordinator) -> ControlFlow<i32> {
+        let mut exited = None;
+        let none_left = child::reap(|pid, code| {
+            if Some(pid) == self.child {
+                exited = Some(code);
+            }
+        });
+        if let Some(code) = exited {
+            self.child = None;
+            self.feed(c, Event::ChildExited(code))?;
+        }
+        if self.draining && none_left {
+            self.feed(c, Event::OrphansGone)?;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn feed(&mut self, c: &mut Coordinator, event: Event) -> ControlFlow<i32> {
+        let actions = c.step(event, Instant::now());
+        self.perform(c, actions)
+    }
+
+    /// Carries out actions; breaks with the exit code once one says to exit.
+    fn perform(&mut self, c: &mut Coordinator, actions: Vec<Action>) -> ControlFlow<i32> {
+        for action in actions {
+            match action {
+                Action::Spawn => match child::spawn(&self.setup.command, self.setup.inherited) {
+                    Ok(pid) => {
+                        log::debug!("started {:?} as pid {pid}", self.setup.command[0]);
+                        self.child = Some(pid);
+                    }
+                    Err(e) => {
+                        log::error!("{e}");
+                        self.report(&e.to_string());
+                        return ControlFlow::Break(e.exit_code());
+                    }
+                },
+                Action::Signal(signal) => {
+                    if let Some(pid) = self.child {
+                        child::signal(pid, self.setup.kill_group, signal);
+                    }
+                }
+                Action::SignalOrphans(signal) => {
+                    self.draining = true;
+                    signal_orphans(signal);
+                    self.reap(c)?;
+                }
+                Action::HttpQuit(quit) => {
+                    let notifier = self.notifier.clone();
+                    // Off the loop: the request may take up to its timeout.
+                    let spawned =
+                        std::thread::Builder::new()
+                            .name("http-quit".into())
+                            .spawn(move || {
+                                notifier.send(Event::HttpQuitDone(http_quit(&quit)));
+                            });
+                    if let Err(e) = spawned {
+                        self.feed(
+                            c,
+                            Event::HttpQuitDone(Err(format!("cannot start a thread: {e}"))),
+                        )?;
+                    }
+                }
+                Action::Report(line) => self.report(&line),
+                Action::Log(level, message) => log::log!(level, "{message}"),
+                Action::Exit(code) => return ControlFlow::Break(code),
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn report(&self, line: &str) {
+        if let Some(path) = &self.setup.termination_log {
+            write_termination_log(path, line);
+        }
+    }
+}
+
+/// Writes the termination message; silently skipped when the file cannot be
+/// written (outside Kubernetes there usually is none).
+pub fn write_termination_log(path: &std::path::Path, line: &str) {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path);
+    if let Ok(mut f) = file {
+        let _ = writeln!(f, "koordinator: {line}");
+    }
+}
+
+/// Asks the processes left behind by the command to stop. As PID 1 every
+/// other process in the namespace is ours to stop; as a subreaper only our
+/// own children are, and their children come back to us when they die.
+fn signal_orphans(signal: i32) {
+    // SAFETY: getpid and kill have no memory effects.
+    unsafe {
+        if libc::getpid() == 1 {
+            libc::kill(-1, signal);
+        } else {
+            for pid in child::children() {
+                libc::kill(pid, signal);
+            }
+        }
+    }
+}
+
+/// `whenStopDepExited.http`: a request to the sidecar on 127.0.0.1.
+fn http_quit(quit: &HttpQuit) -> Result<(), String> {
+    let url = format!("http://127.0.0.1:{}{}", quit.port, quit.path);
+    let agent = ureq::Agent::new_with_config(
+        ureq::config::Config::builder()
+            .proxy(None)
+            .http_status_as_error(false)
+            .timeout_global(Some(quit.timeout))
+            .build(),
+    );
+    let request = ureq::http::Request::builder()
+        .method(quit.method.as_str())
+        .uri(&url)
+        .body(())
+        .map_err(|e| e.to_string())?;
+    log::info!("sending {} {url}", quit.method);
+    let response = agent
+        .run(request)
+        .map_err(|e| format!("{} {url}: {e}", quit.method))?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("{} {url} answered {status}", quit.method))
+    }
+}
