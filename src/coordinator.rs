@@ -32,8 +32,8 @@ pub struct Config {
 #[derive(Debug)]
 pub enum Event {
     Pod(Box<Pod>),
-    /// The API server answered 401 or 403.
-    ApiAuthFailed(String),
+    /// The API server refused us: 401, 403, our pod not found, or no credentials.
+    ApiRefused(String),
     /// A signal from outside, as received (before rewriting).
     Signal(i32),
     /// The command exited: its code, or 128+N for signal N.
@@ -123,7 +123,7 @@ impl Coordinator {
         let mut out = Vec::new();
         match event {
             Event::Pod(pod) => self.on_pod(&pod, now, &mut out),
-            Event::ApiAuthFailed(message) => {
+            Event::ApiRefused(message) => {
                 if matches!(self.phase, Phase::Waiting) {
                     self.auth_failing_since.get_or_insert(now);
                     self.last_auth_error = message;
@@ -950,10 +950,9 @@ mod tests {
     #[test]
     fn auth_failures_for_60s_before_start_exit_1() {
         let mut s = Sim::new(SEED_MAIN);
-        assert_eq!(s.send(Event::ApiAuthFailed("403 Forbidden".into())), []);
+        assert_eq!(s.send(Event::ApiRefused("403 Forbidden".into())), []);
         assert_eq!(s.deadline_ms(), Some(60_000));
-        s.at(30_000)
-            .send(Event::ApiAuthFailed("403 Forbidden".into()));
+        s.at(30_000).send(Event::ApiRefused("403 Forbidden".into()));
         assert_eq!(
             s.deadline_ms(),
             Some(60_000),
@@ -967,7 +966,7 @@ mod tests {
     #[test]
     fn a_pod_snapshot_resets_the_auth_failure_clock() {
         let mut s = Sim::new(SEED_MAIN);
-        s.send(Event::ApiAuthFailed("401".into()));
+        s.send(Event::ApiRefused("401".into()));
         s.at(10_000).set("proxy", running());
         s.pod();
         assert_eq!(s.c.next_deadline(), None);
@@ -979,7 +978,7 @@ mod tests {
         let mut s = Sim::new(SEED_PROXY);
         s.set("main", running());
         s.pod();
-        s.send(Event::ApiAuthFailed("403".into()));
+        s.send(Event::ApiRefused("403".into()));
         assert_eq!(s.c.next_deadline(), None);
         assert_eq!(s.at(120_000).timer(), []);
     }

@@ -228,6 +228,18 @@ fn run(options: RunOptions, inherited: child::Inherited) -> i32 {
     } else {
         None
     };
+    let watch_timeout = match env_str("KOORDINATOR_WATCH_TIMEOUT") {
+        None => watcher::DEFAULT_WATCH_TIMEOUT,
+        Some(v) => match humantime::parse_duration(v.trim()) {
+            Ok(d) if d >= std::time::Duration::from_secs(1) => d,
+            _ => return fail(
+                EXIT_USAGE,
+                format!(
+                    "KOORDINATOR_WATCH_TIMEOUT={v:?} is not a duration of at least 1s, e.g. \"5m\""
+                ),
+            ),
+        },
+    };
 
     let mut rewrites = spec.rewrite_signals.clone();
     for (from, to) in options.rewrites.iter() {
@@ -247,10 +259,9 @@ fn run(options: RunOptions, inherited: child::Inherited) -> i32 {
         termination_log,
     };
     let coordinator = Coordinator::new(config, Instant::now());
-    let result = runtime::run(coordinator, setup, |notifier| {
-        if let Some(target) = target {
-            watcher::start(target, notifier);
-        }
+    let result = runtime::run(coordinator, setup, |notifier| match target {
+        Some(target) => watcher::start(target, notifier, watch_timeout),
+        None => Ok(()),
     });
     match result {
         Ok(code) => code,

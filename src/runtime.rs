@@ -58,7 +58,7 @@ struct Loop {
 pub fn run(
     coordinator: (Coordinator, Vec<Action>),
     setup: Setup,
-    start_watcher: impl FnOnce(Notifier),
+    start_watcher: impl FnOnce(Notifier) -> io::Result<()>,
 ) -> io::Result<i32> {
     let mut poll = Poll::new()?;
     let mut signal_fd = SignalFd::with_flags(
@@ -74,7 +74,7 @@ pub fn run(
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = mpsc::channel();
     let notifier = Notifier { tx, waker };
-    start_watcher(notifier.clone());
+    start_watcher(notifier.clone())?;
 
     let (mut coordinator, initial) = coordinator;
     let mut lp = Loop {

@@ -188,6 +188,17 @@ impl Running {
         );
     }
 
+    /// Collects output for `d`; for polling on stderr without a line to wait for.
+    pub fn expect_no_line_for(&mut self, d: Duration) {
+        let deadline = Instant::now() + d;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => break,
+            }
+        }
+    }
+
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill has no memory effects.
         assert_eq!(

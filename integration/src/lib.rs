@@ -1,5 +1,8 @@
 //! Test support for koordinator: a harness that runs the real binary (as
 //! PID 1 of a PID namespace or as a plain child), a fake Kubernetes API
-//! server, and the `podsim` pod simulator.
+//! server, pod builders, and the `podsim` pod simulator.
 
+pub mod apiserver;
+pub mod fixture;
 pub mod harness;
+pub mod pods;
