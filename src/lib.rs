@@ -232,12 +232,14 @@ fn run(options: RunOptions, inherited: child::Inherited) -> i32 {
         None => watcher::DEFAULT_WATCH_TIMEOUT,
         Some(v) => match humantime::parse_duration(v.trim()) {
             Ok(d) if d >= std::time::Duration::from_secs(1) => d,
-            _ => return fail(
-                EXIT_USAGE,
-                format!(
+            _ => {
+                return fail(
+                    EXIT_USAGE,
+                    format!(
                     "KOORDINATOR_WATCH_TIMEOUT={v:?} is not a duration of at least 1s, e.g. \"5m\""
                 ),
-            ),
+                )
+            }
         },
     };
 

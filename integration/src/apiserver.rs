@@ -318,10 +318,11 @@ fn serve_connection(
     }
 }
 
+/// A request head: path, decoded query, bearer token.
+type Head = (String, HashMap<String, String>, Option<String>);
+
 /// Reads one request head; `None` at a clean end of the connection.
-fn read_request(
-    reader: &mut BufReader<Tls>,
-) -> io::Result<Option<(String, HashMap<String, String>, Option<String>)>> {
+fn read_request(reader: &mut BufReader<Tls>) -> io::Result<Option<Head>> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Ok(None);
