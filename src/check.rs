@@ -151,7 +151,7 @@ fn report_api_failure(r: &mut Report, target: &Target, what: &str, e: &ApiError)
             e,
             "the API server rejected the service-account token: check that the token file is current and belongs to this cluster",
         ),
-        ApiError::Status { code: 403, message, .. } => r.fail(what, e, crate::watcher::rbac_hint(pod, ns, message)),
+        ApiError::Status { code: 403, message, .. } => r.fail(what, e, crate::watcher::forbidden_hint(target, message)),
         ApiError::PodNotFound => r.fail(
             what,
             format!("pod {pod:?} not found in namespace {ns:?}"),

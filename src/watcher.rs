@@ -256,9 +256,11 @@ impl Watcher {
                 Level::Warn,
                 format!("the API server rejected the service-account token ({e}); it is re-read for every request, retrying"),
             ),
-            ApiError::Status { code: 403, message, .. } => {
-                (Kind::Forbidden, Level::Error, format!("the API server refused access ({e}).\n{}", rbac_hint(pod, ns, message)))
-            }
+            ApiError::Status { code: 403, message, .. } => (
+                Kind::Forbidden,
+                Level::Error,
+                format!("the API server refused access ({e}).\n{}", forbidden_hint(&self.target, message)),
+            ),
             ApiError::PodNotFound => (
                 Kind::NotFound,
                 Level::Error,
@@ -273,6 +275,17 @@ impl Watcher {
             }
         }
     }
+}
+
+/// What to do about a 403: the Role needed, and where the pod name came
+/// from, since a wrong name is refused under a `resourceNames` Role too.
+pub fn forbidden_hint(target: &Target, message: &str) -> String {
+    format!(
+        "{}\nThe pod name {:?} came from {}; if this pod is called otherwise, set KOORDINATOR_POD_NAME from the downward API (fieldRef: metadata.name).",
+        rbac_hint(&target.pod.value, &target.namespace.value, message),
+        target.pod.value,
+        target.pod.source
+    )
 }
 
 /// The Role and RoleBinding that grant koordinator what it needs, filled in

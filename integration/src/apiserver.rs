@@ -82,6 +82,8 @@ struct State {
     faults: VecDeque<Fault>,
     requests: Vec<Request>,
     bookmark_every: Duration,
+    /// Bumped to end every open watch cleanly.
+    epoch: u64,
 }
 
 struct Shared {
@@ -152,6 +154,7 @@ impl ApiServer {
                 faults: VecDeque::new(),
                 requests: Vec::new(),
                 bookmark_every: Duration::from_secs(60),
+                epoch: 0,
             }),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -243,6 +246,12 @@ impl ApiServer {
         s.rv += 1;
         s.compacted_below = s.rv;
         s.history.clear();
+    }
+
+    /// Ends every open watch cleanly, as an API server restart would.
+    pub fn end_watches(&self) {
+        self.state().epoch += 1;
+        self.shared.changed.notify_all();
     }
 
     /// The newest resourceVersion.
@@ -601,6 +610,7 @@ fn stream_watch(
     let mut next_rv = from;
     let mut last_sent = Instant::now();
     let mut s = shared.state.lock().unwrap();
+    let epoch = s.epoch;
     if from != 0 && from < s.compacted_below {
         let message = format!("too old resource version: {from} ({})", s.rv);
         drop(s);
@@ -636,16 +646,17 @@ fn stream_watch(
         next_rv = s.rv;
         let bookmark_every = s.bookmark_every;
         let fault_waiting = s.faults.front().is_some();
+        let ended = s.epoch != epoch;
         drop(s);
         for line in pending {
             chunk(out, &line)?;
             last_sent = Instant::now();
         }
         let elapsed = opened.elapsed();
-        if elapsed >= timeout || fault_waiting {
+        if elapsed >= timeout || fault_waiting || ended {
             // A fault queued for "the next watch" ends this one first, like a
             // restarting API server would.
-            if bookmarks && !fault_waiting {
+            if bookmarks && !fault_waiting && !ended {
                 chunk(out, &bookmark(next_rv))?;
             }
             chunk(out, b"")?;
