@@ -10,7 +10,7 @@
 use crate::pod::{self, Pod};
 use crate::signals::{self, Rewrites};
 use crate::spec::{Condition, HttpQuit, Spec, StopAction, StopOn};
-use log::Level;
+use log::{Level, LevelFilter};
 use std::time::{Duration, Instant};
 
 /// How long the API server may refuse us before the command has started.
@@ -27,6 +27,9 @@ pub struct Config {
     /// `-e` codes plus the spec's `successExitCodes`.
     pub success_codes: Vec<i32>,
     pub orphan_grace: Duration,
+    /// Messages above this level are not even formatted: signals and exits
+    /// are the hot path of an init.
+    pub log_level: LevelFilter,
 }
 
 #[derive(Debug)]
@@ -140,13 +143,12 @@ impl Coordinator {
             Event::HttpQuitDone(result) => {
                 if let (Phase::Stopping { .. }, Err(e)) = (&self.phase, result) {
                     let signal = self.config.spec.term_signal;
-                    out.push(log(
-                        Level::Warn,
+                    note(self.config.log_level, &mut out, Level::Warn, || {
                         format!(
                             "HTTP quit failed ({e}); sending {} instead",
                             signals::name(signal)
-                        ),
-                    ));
+                        )
+                    });
                     out.push(Action::Signal(signal));
                 }
             }
@@ -189,7 +191,7 @@ impl Coordinator {
     /// Ends koordinator with a reason that also goes to the termination log.
     fn decide(&mut self, level: Level, reason: String, code: i32, out: &mut Vec<Action>) {
         out.push(Action::Report(reason.clone()));
-        out.push(log(level, reason));
+        note(self.config.log_level, out, level, || reason);
         self.exit(code, out);
     }
 
@@ -235,17 +237,15 @@ impl Coordinator {
                     .collect();
                 if self.missing.is_empty() {
                     if !self.config.spec.start_deps.is_empty() {
-                        out.push(log(
-                            Level::Info,
-                            "start dependencies hold; starting the command".into(),
-                        ));
+                        note(self.config.log_level, out, Level::Info, || {
+                            "start dependencies hold; starting the command".into()
+                        });
                     }
                     self.start(out);
                 } else {
-                    out.push(log(
-                        Level::Debug,
-                        format!("waiting for {}", self.missing.join(", ")),
-                    ));
+                    note(self.config.log_level, out, Level::Debug, || {
+                        format!("waiting for {}", self.missing.join(", "))
+                    });
                 }
             }
             Phase::Running { .. } => {
@@ -276,7 +276,7 @@ impl Coordinator {
     fn begin_stop(&mut self, names: &str, now: Instant, out: &mut Vec<Action>) {
         let reason = format!("stop dependency {names} exited; stopping the command");
         out.push(Action::Report(reason.clone()));
-        out.push(log(Level::Info, reason));
+        note(self.config.log_level, out, Level::Info, || reason);
         out.push(match self.config.spec.stop_action() {
             StopAction::Signal(s) => Action::Signal(s),
             StopAction::Http(h) => Action::HttpQuit(h),
@@ -294,10 +294,9 @@ impl Coordinator {
             return;
         }
         let to = self.config.rewrites.apply(signal);
-        out.push(log(
-            Level::Debug,
-            format!("forwarding {}", signals::name(to)),
-        ));
+        note(self.config.log_level, out, Level::Debug, || {
+            format!("forwarding {}", signals::name(to))
+        });
         out.push(Action::Signal(to));
     }
 
@@ -307,22 +306,20 @@ impl Coordinator {
         match &mut self.phase {
             Phase::Waiting => {
                 if is_term || signal == libc::SIGTERM || signal == libc::SIGINT {
-                    out.push(log(
-                        Level::Info,
+                    note(self.config.log_level, out, Level::Info, || {
                         format!(
                             "received {} before the command started; exiting without starting it",
                             signals::name(signal)
-                        ),
-                    ));
+                        )
+                    });
                     self.exit(128 + signal, out);
                 } else {
-                    out.push(log(
-                        Level::Debug,
+                    note(self.config.log_level, out, Level::Debug, || {
                         format!(
                             "ignoring {}: the command has not started",
                             signals::name(signal)
-                        ),
-                    ));
+                        )
+                    });
                 }
             }
             Phase::Running {
@@ -332,26 +329,24 @@ impl Coordinator {
                 if !spec.stop_deps.is_empty() && spec.term_waits_for_stop_deps {
                     if !*held_term {
                         *held_term = true;
-                        out.push(log(
-                            Level::Info,
+                        note(self.config.log_level, out, Level::Info, || {
                             format!(
                                 "holding {} until stop dependencies {} have exited (termWaitsForStopDeps)",
                                 signals::name(signal),
                                 spec.stop_deps.join(", ")
-                            ),
-                        ));
+                            )
+                        });
                     }
                 } else if !spec.stop_delay.is_zero() {
                     if delayed_term.is_none() {
                         *delayed_term = Some(now + spec.stop_delay);
-                        out.push(log(
-                            Level::Info,
+                        note(self.config.log_level, out, Level::Info, || {
                             format!(
                                 "delaying {} by {} (stopDelay)",
                                 signals::name(signal),
                                 humantime::format_duration(spec.stop_delay)
-                            ),
-                        ));
+                            )
+                        });
                     }
                 } else {
                     self.forward(signal, out);
@@ -376,10 +371,9 @@ impl Coordinator {
             }
             _ => mapped,
         };
-        out.push(log(
-            Level::Debug,
-            format!("command exited with {code}; exiting with {final_code}"),
-        ));
+        note(self.config.log_level, out, Level::Debug, || {
+            format!("command exited with {code}; exiting with {final_code}")
+        });
         if self.config.orphan_grace.is_zero() {
             return self.exit(final_code, out);
         }
@@ -417,21 +411,19 @@ impl Coordinator {
             }
             Phase::Stopping { kill_at, killed } if !*killed && *kill_at <= now => {
                 *killed = true;
-                out.push(log(
-                    Level::Warn,
+                note(self.config.log_level, out, Level::Warn, || {
                     format!(
                         "the command did not exit within termTimeout {}; sending SIGKILL",
                         humantime::format_duration(self.config.spec.term_timeout)
-                    ),
-                ));
+                    )
+                });
                 out.push(Action::Signal(libc::SIGKILL));
             }
             Phase::Draining { code, until } if *until <= now => {
                 let code = *code;
-                out.push(log(
-                    Level::Warn,
-                    "processes left by the command outlived --orphan-grace; exiting".into(),
-                ));
+                note(self.config.log_level, out, Level::Warn, || {
+                    "processes left by the command outlived --orphan-grace; exiting".into()
+                });
                 self.exit(code, out);
             }
             _ => {}
@@ -439,8 +431,11 @@ impl Coordinator {
     }
 }
 
-fn log(level: Level, message: String) -> Action {
-    Action::Log(level, message)
+/// Adds a log action, formatting the message only when its level is enabled.
+fn note(max: LevelFilter, out: &mut Vec<Action>, level: Level, message: impl FnOnce() -> String) {
+    if level <= max {
+        out.push(Action::Log(level, message()));
+    }
 }
 
 #[cfg(test)]
@@ -488,6 +483,7 @@ mod tests {
                 spec,
                 spec_text: spec_text.to_string(),
                 orphan_grace,
+                log_level: LevelFilter::Trace,
             };
             let t0 = Instant::now();
             let (c, initial) = Coordinator::new(config, t0);

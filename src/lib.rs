@@ -253,6 +253,7 @@ fn run(options: RunOptions, inherited: child::Inherited) -> i32 {
         spec,
         spec_text,
         orphan_grace: options.orphan_grace,
+        log_level: log::max_level(),
     };
     let setup = runtime::Setup {
         command: options.command,

@@ -188,6 +188,30 @@ impl Running {
         );
     }
 
+    /// Waits for a stdout line for which `want` holds.
+    pub fn expect_line_matching(&mut self, want: impl Fn(&str) -> bool, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        if self.seen.iter().any(|(s, l)| *s == Stream::Out && want(l)) {
+            return;
+        }
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok((stream, line)) => {
+                    let hit = stream == Stream::Out && want(&line);
+                    self.seen.push((stream, line));
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no matching line within {timeout:?}; output so far: {:#?}",
+            self.seen
+        );
+    }
+
     /// Collects output for `d`; for polling on stderr without a line to wait for.
     pub fn expect_no_line_for(&mut self, d: Duration) {
         let deadline = Instant::now() + d;

@@ -1,0 +1,110 @@
+//! Coordination benchmarks against the fake API server. Used by `bench/run.sh`.
+//!
+//! apibench latency RUNS     status change served -> command exec'd, and stop
+//!                           dependency terminated -> SIGTERM in the command:
+//!                           median and p99 (ms); koordinator's peak RSS
+//! apibench quiet SECONDS WATCH_TIMEOUT
+//!                           requests a quiet pod makes in SECONDS
+
+use koordinator_integration::fixture::{Fixture, STARTED};
+use koordinator_integration::pods::{running, terminated};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(20);
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into ts.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn initbench() -> String {
+    let me = std::env::current_exe().unwrap();
+    me.with_file_name("initbench").display().to_string()
+}
+
+fn vmhwm_kb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn stats(mut ms: Vec<f64>) -> String {
+    ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let at = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
+    format!("median_ms={:.2} p99_ms={:.2}", at(0.5), at(0.99))
+}
+
+fn latency(runs: usize) {
+    let bench = initbench();
+    let (mut start, mut stop, mut rss) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..runs {
+        let f = Fixture::seed_job();
+        let mut k = f
+            .koordinator(r#"{"startDeps":["proxy"]}"#, &[&bench, "stamp"])
+            .spawn();
+        f.wait_for_watch(1);
+        let t0 = monotonic_ns();
+        f.set("proxy", running(true));
+        k.expect_line_matching(|l| l.parse::<u64>().is_ok(), T);
+        let exec: u64 = k.stdout().last().unwrap().parse().unwrap();
+        start.push((exec - t0) as f64 / 1e6);
+        rss = rss.max(vmhwm_kb(k.pid));
+        k.signal(libc::SIGTERM); // forwarded: the stamp process goes too
+        k.wait(T);
+
+        let f = Fixture::seed_job();
+        f.set("main", running(true));
+        let mut k = f
+            .koordinator(r#"{"stopDeps":["main"]}"#, &[&bench, "term-stamp"])
+            .spawn();
+        k.expect_line("ready", T);
+        f.wait_for_watch(1);
+        let t0 = monotonic_ns();
+        f.set("main", terminated(0));
+        assert_eq!(k.wait(T), 0);
+        let got: u64 = k.stdout().last().unwrap().parse().unwrap();
+        stop.push((got - t0) as f64 / 1e6);
+    }
+    println!("start {}", stats(start));
+    println!("stop  {}", stats(stop));
+    println!("peak_rss_kb={rss}");
+}
+
+fn quiet(seconds: u64, watch_timeout: &str) {
+    let f = Fixture::seed_job();
+    let mut k = f
+        .koordinator(r#"{"startDeps":["proxy"]}"#, STARTED)
+        .env("KOORDINATOR_WATCH_TIMEOUT", watch_timeout)
+        .spawn();
+    std::thread::sleep(Duration::from_secs(seconds));
+    let requests = f.requests();
+    let lists = requests.iter().filter(|r| !r.is_watch()).count();
+    println!(
+        "seconds={seconds} watch_timeout={watch_timeout} requests={} lists={lists} watches={} peak_rss_kb={}",
+        requests.len(),
+        requests.len() - lists,
+        vmhwm_kb(k.pid)
+    );
+    k.signal(libc::SIGTERM);
+    k.wait(T);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("latency") => latency(args[1].parse().unwrap()),
+        Some("quiet") => quiet(args[1].parse().unwrap(), &args[2]),
+        _ => {
+            eprintln!("usage: apibench latency RUNS | quiet SECONDS WATCH_TIMEOUT");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Measurements of an init (koordinator, tini, dumb-init, catatonit) that
+//! shell cannot make precisely. Used by `bench/run.sh`.
+//!
+//! initbench orphans N            as the command under INIT as PID 1: hand N
+//!                                zombies to PID 1 at once, print the ms until
+//!                                it has reaped them all
+//! initbench signal-target        the command: print the CLOCK_MONOTONIC ns
+//!                                at which each SIGUSR1 arrives
+//! initbench signal-latency RUNS INIT...   send RUNS SIGUSR1 to INIT running
+//!                                signal-target; print median and p99 µs
+//! initbench rss INIT...          peak RSS (VmHWM) and anonymous RSS (kB) of INIT
+//!                                while its command sleeps
+//! initbench stamp                print CLOCK_MONOTONIC ns at start, then sleep
+//! initbench term-stamp           print "ready"; on SIGTERM print the ns and exit 0
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into ts.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// How many children PID 1 has (zombies included), from /proc.
+fn children_of_pid1() -> usize {
+    std::fs::read_to_string("/proc/1/task/1/children").map_or(0, |s| s.split_whitespace().count())
+}
+
+/// Reaping throughput of the init (PID 1): an intermediate process makes N
+/// children that exit at once, then exits itself, so N zombies are
+/// re-parented to PID 1 together. Measured: the time until PID 1 has no
+/// child left but this command.
+fn orphans(n: usize) {
+    // SAFETY: fork; the intermediate process only forks, sleeps and _exits.
+    let intermediate = unsafe { libc::fork() };
+    if intermediate == 0 {
+        for _ in 0..n {
+            // SAFETY: the grandchild only calls _exit.
+            if unsafe { libc::fork() } == 0 {
+                unsafe { libc::_exit(0) };
+            }
+        }
+        // Let the last grandchildren exit, so all N are zombies when we go.
+        std::thread::sleep(Duration::from_millis(300));
+        unsafe { libc::_exit(0) };
+    }
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(intermediate, std::ptr::null_mut(), 0) };
+    let start = Instant::now();
+    while children_of_pid1() > 1 {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    println!("reaped_ms={:.1}", start.elapsed().as_secs_f64() * 1000.0);
+}
+
+static GOT: AtomicBool = AtomicBool::new(false);
+static mut AT: u64 = 0;
+
+extern "C" fn on_usr1(_: libc::c_int) {
+    // SAFETY: a single writer (this handler), read after GOT is seen.
+    unsafe { AT = monotonic_ns() };
+    GOT.store(true, Ordering::SeqCst);
+}
+
+fn signal_target() {
+    // SAFETY: installing a handler that only stores two values.
+    unsafe { libc::signal(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t) };
+    println!("ready");
+    let out = std::io::stdout();
+    loop {
+        if GOT.swap(false, Ordering::SeqCst) {
+            // SAFETY: see on_usr1.
+            let at = unsafe { AT };
+            let _ = writeln!(out.lock(), "{at}");
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn signal_latency(runs: usize, init: &[String]) {
+    let me = std::env::current_exe().unwrap();
+    let mut child = Command::new(&init[0])
+        .args(&init[1..])
+        .arg(&me)
+        .arg("signal-target")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let sent = monotonic_ns();
+        // SAFETY: kill has no memory effects.
+        unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
+        let got: u64 = lines.next().unwrap().unwrap().parse().unwrap();
+        samples.push(got.saturating_sub(sent) / 1000);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // SIGTERM, not SIGKILL: the init forwards it, so the target goes too.
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    samples.sort_unstable();
+    println!(
+        "median_us={} p99_us={}",
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.99)
+    );
+}
+
+fn rss(init: &[String]) {
+    let mut child = Command::new(&init[0])
+        .args(&init[1..])
+        .args(["sleep", "1"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    child.wait().unwrap();
+    println!("vmhwm={}", hwm.trim_end_matches(" kB").trim());
+}
+
+extern "C" fn on_term(_: libc::c_int) {
+    // SAFETY: see on_usr1.
+    unsafe { AT = monotonic_ns() };
+    GOT.store(true, Ordering::SeqCst);
+}
+
+fn term_stamp() {
+    // SAFETY: installing a handler that only stores two values.
+    unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
+    println!("ready");
+    while !GOT.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    // SAFETY: see on_usr1.
+    println!("{}", unsafe { AT });
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("orphans") => orphans(args[1].parse().unwrap()),
+        Some("signal-target") => signal_target(),
+        Some("signal-latency") => signal_latency(args[1].parse().unwrap(), &args[2..]),
+        Some("rss") => rss(&args[1..]),
+        Some("stamp") => {
+            println!("{}", monotonic_ns());
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+        Some("term-stamp") => term_stamp(),
+        _ => {
+            eprintln!("usage: initbench orphans N | signal-target | signal-latency RUNS INIT... | rss INIT...");
+            std::process::exit(2);
+        }
+    }
+}
