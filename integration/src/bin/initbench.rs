@@ -128,14 +128,16 @@ fn rss(init: &[String]) {
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-    let hwm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let field = |name: &str| {
+        let v = status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or("0 kB");
+        v.trim().trim_end_matches(" kB").trim().to_string()
+    };
+    let (hwm, anon) = (field("VmHWM:"), field("RssAnon:"));
     child.wait().unwrap();
-    println!("vmhwm={}", hwm.trim_end_matches(" kB").trim());
+    println!("{hwm} {anon}");
 }
 
 extern "C" fn on_term(_: libc::c_int) {
