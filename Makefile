@@ -48,6 +48,11 @@ lint:
 test: static
 	KOORDINATOR_BIN=$(CURDIR)/$(BIN) $(CARGO) test --workspace --locked
 
+# The seed Job from the README, run locally by podsim: no cluster needed.
+demo: static
+	$(CARGO) build -q --release --locked -p koordinator-integration --bin podsim
+	target/release/podsim --koordinator $(BIN) examples/job-demo.yaml
+
 bench: static deps-bench
 	bash bench/run.sh $(BIN)
 

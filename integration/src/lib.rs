@@ -6,3 +6,4 @@ pub mod apiserver;
 pub mod fixture;
 pub mod harness;
 pub mod pods;
+pub mod podsim;
