@@ -7,6 +7,9 @@ BIN_ARM64    := target/$(TARGET_ARM64)/release/koordinator
 CARGO        ?= cargo
 APT_INSTALL  := DEBIAN_FRONTEND=noninteractive apt-get install -y -q
 
+VERSION      := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+IMAGE        ?= koordinator
+
 .PHONY: all static static-arm64 test lint bench demo image release deps deps-arm64 deps-bench clean
 
 all: static
@@ -45,8 +48,9 @@ lint:
 
 # Unit tests, then the integration tests against the static binary. Tests that
 # need root (PID namespaces, mounts, chroot) say so; CI runs them as root.
-test: static
-	KOORDINATOR_BIN=$(CURDIR)/$(BIN) $(CARGO) test --workspace --locked
+test: static static-arm64
+	KOORDINATOR_BIN=$(CURDIR)/$(BIN) KOORDINATOR_BIN_ARM64=$(CURDIR)/$(BIN_ARM64) \
+	  $(CARGO) test --workspace --locked
 
 # The seed Job from the README, run locally by podsim: no cluster needed.
 demo: static
@@ -55,6 +59,17 @@ demo: static
 
 bench: static deps-bench
 	bash bench/run.sh $(BIN)
+
+# Both static binaries with their SHA-256 sums, in dist/.
+release: static static-arm64
+	mkdir -p dist
+	cp $(BIN) dist/koordinator-$(VERSION)-x86_64-linux-musl
+	cp $(BIN_ARM64) dist/koordinator-$(VERSION)-aarch64-linux-musl
+	cd dist && sha256sum koordinator-$(VERSION)-* > SHA256SUMS && cat SHA256SUMS
+
+# The FROM scratch image for amd64 and arm64 (needs a Docker engine with buildx).
+image:
+	docker buildx build --platform linux/amd64,linux/arm64 --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
 
 clean:
 	$(CARGO) clean
