@@ -27,7 +27,7 @@ deps-arm64:
 	@rustup target list --installed | grep -qx $(TARGET_ARM64) || rustup target add $(TARGET_ARM64)
 
 deps-bench:
-	@for p in tini dumb-init catatonit hyperfine; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@for p in tini dumb-init catatonit hyperfine bc; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	 [ -z "$$missing" ] || { apt-get update -q && $(APT_INSTALL) $$missing; }
 
 # --- builds ------------------------------------------------------------------
@@ -59,6 +59,7 @@ demo: static
 
 bench: static deps-bench
 	bash bench/run.sh $(BIN)
+	bash bench/podsim.sh $(BIN)
 
 # Both static binaries with their SHA-256 sums, in dist/.
 release: static static-arm64

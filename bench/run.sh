@@ -98,8 +98,8 @@ echo
 echo "| binary | bytes | linkage |"
 echo "|---|---|---|"
 for b in "$K" /usr/bin/tini /usr/bin/tini-static /usr/bin/dumb-init /usr/bin/catatonit /usr/libexec/podman/catatonit; do
-  [ -f "$b" ] || continue
-  link=$(file -b "$b" | grep -oE 'static(-pie)? linked|dynamically linked' || true)
+  [ -f "$b" ] && [ ! -L "$b" ] || continue
+  link=$(file -b "$b" | grep -oE 'static(ally|-pie)? linked|dynamically linked' || true)
   echo "| $b | $(stat -c %s "$b") | $link |"
 done
 echo

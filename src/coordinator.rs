@@ -302,7 +302,10 @@ impl Coordinator {
 
     fn on_signal(&mut self, signal: i32, now: Instant, out: &mut Vec<Action>) {
         let spec = &self.config.spec;
-        let is_term = signal == spec.term_signal;
+        // The term signal as received, or as rewritten (`-r TERM:QUIT` with
+        // `termSignal: SIGQUIT`, for images whose stop signal is TERM).
+        let is_term =
+            signal == spec.term_signal || self.config.rewrites.apply(signal) == spec.term_signal;
         match &mut self.phase {
             Phase::Waiting => {
                 if is_term || signal == libc::SIGTERM || signal == libc::SIGINT {
@@ -886,6 +889,28 @@ mod tests {
         assert_eq!(s.signal(libc::SIGTTIN), []);
         assert_eq!(s.signal(libc::SIGTTOU), []);
         assert_eq!(s.signal(libc::SIGWINCH), [Signal(libc::SIGWINCH)]);
+    }
+
+    #[test]
+    fn a_signal_rewritten_to_the_term_signal_is_delayed_too() {
+        let mut s = Sim::new(
+            r#"{"stopDelay":"1s","termSignal":"SIGQUIT","rewriteSignals":{"TERM":"QUIT"}}"#,
+        );
+        assert_eq!(
+            s.signal(libc::SIGTERM),
+            [],
+            "TERM becomes QUIT, the term signal: delayed"
+        );
+        assert_eq!(s.at(1000).timer(), [Signal(libc::SIGQUIT)]);
+        let mut s = Sim::new(
+            r#"{"stopDelay":"1s","termSignal":"SIGQUIT","rewriteSignals":{"TERM":"QUIT"}}"#,
+        );
+        assert_eq!(
+            s.signal(libc::SIGQUIT),
+            [],
+            "QUIT itself (the image's STOPSIGNAL): delayed"
+        );
+        assert_eq!(s.at(1000).timer(), [Signal(libc::SIGQUIT)]);
     }
 
     #[test]

@@ -147,11 +147,7 @@ fn an_oversized_line_relists_with_bounded_memory() {
         "{:?}",
         k.stderr()
     );
-    let status = std::fs::read_to_string(format!("/proc/{}/status", k.pid)).unwrap();
-    let hwm: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap();
+    let hwm = koordinator_integration::harness::status_kb(k.pid, "VmHWM");
+    assert!(hwm > 0);
     assert!(hwm < 24 * 1024, "peak RSS {hwm} kB after a 9 MiB line");
 }

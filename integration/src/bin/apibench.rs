@@ -7,33 +7,15 @@
 //!                           requests a quiet pod makes in SECONDS
 
 use koordinator_integration::fixture::{Fixture, STARTED};
+use koordinator_integration::harness::{monotonic_ns, status_kb};
 use koordinator_integration::pods::{running, terminated};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
 
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into ts.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 fn initbench() -> String {
     let me = std::env::current_exe().unwrap();
     me.with_file_name("initbench").display().to_string()
-}
-
-fn vmhwm_kb(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn stats(mut ms: Vec<f64>) -> String {
@@ -56,7 +38,7 @@ fn latency(runs: usize) {
         k.expect_line_matching(|l| l.parse::<u64>().is_ok(), T);
         let exec: u64 = k.stdout().last().unwrap().parse().unwrap();
         start.push((exec - t0) as f64 / 1e6);
-        rss = rss.max(vmhwm_kb(k.pid));
+        rss = rss.max(status_kb(k.pid, "VmHWM"));
         k.signal(libc::SIGTERM); // forwarded: the stamp process goes too
         k.wait(T);
 
@@ -91,7 +73,7 @@ fn quiet(seconds: u64, watch_timeout: &str) {
         "seconds={seconds} watch_timeout={watch_timeout} requests={} lists={lists} watches={} peak_rss_kb={}",
         requests.len(),
         requests.len() - lists,
-        vmhwm_kb(k.pid)
+        status_kb(k.pid, "VmHWM")
     );
     k.signal(libc::SIGTERM);
     k.wait(T);

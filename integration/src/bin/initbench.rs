@@ -13,20 +13,11 @@
 //! initbench stamp                print CLOCK_MONOTONIC ns at start, then sleep
 //! initbench term-stamp           print "ready"; on SIGTERM print the ns and exit 0
 
+use koordinator_integration::harness::{monotonic_ns, status_kb};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into ts.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 /// How many children PID 1 has (zombies included), from /proc.
 fn children_of_pid1() -> usize {
@@ -127,15 +118,8 @@ fn rss(init: &[String]) {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-    let field = |name: &str| {
-        let v = status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .unwrap_or("0 kB");
-        v.trim().trim_end_matches(" kB").trim().to_string()
-    };
-    let (hwm, anon) = (field("VmHWM:"), field("RssAnon:"));
+    let pid = child.id() as i32;
+    let (hwm, anon) = (status_kb(pid, "VmHWM"), status_kb(pid, "RssAnon"));
     child.wait().unwrap();
     println!("{hwm} {anon}");
 }

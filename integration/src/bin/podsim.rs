@@ -69,13 +69,7 @@ fn standin(args: &[String]) -> ! {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
-            let mut ts = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: clock_gettime writes into ts.
-            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-            let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+            let now = koordinator_integration::harness::monotonic_ns();
             println!("exec +{:.4}s", now.saturating_sub(t0) as f64 / 1e9);
             if let Some(s) = args.get(1) {
                 std::thread::sleep(duration(s));

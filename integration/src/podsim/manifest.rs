@@ -359,3 +359,13 @@ impl Manifest {
             .map(|(_, v)| v.as_str())
     }
 }
+
+/// Every document of a YAML text, as JSON values.
+pub fn yaml_documents(yaml: &str) -> Result<Vec<Value>, ManifestError> {
+    serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|doc| {
+            serde::Deserialize::deserialize(doc)
+                .map_err(|e| ManifestError(format!("not valid YAML: {e}")))
+        })
+        .collect()
+}

@@ -666,15 +666,7 @@ pub fn map_paths(text: &str, mounts: &[(String, String)]) -> String {
 }
 
 fn monotonic_ns_at(t: Instant) -> u64 {
-    let now = Instant::now();
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into ts.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let now_ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
-    now_ns - now.duration_since(t).as_nanos() as u64
+    crate::harness::monotonic_ns() - t.elapsed().as_nanos() as u64
 }
 
 /// A path relative to the workspace, for examples and scenarios.
