@@ -87,6 +87,14 @@ for n in ${BENCH_CONCURRENT:-100 500}; do
     [ "$job" = "$sampler" ] && continue
     if wait "$job"; then ok=$((ok + 1)); fi
   done
+  # Keep the first failed pod's timeline for a look (stderr).
+  for log in "$out"/*.log; do
+    if ! grep -q "^+.* pod Succeeded" "$log"; then
+      echo "first failed pod of $n ($log):" >&2
+      tail -20 "$log" >&2
+      break
+    fi
+  done
   wall=$(python3 -c "import time; print(f'{time.time() - $started:.1f}')")
   touch "$out/stop"
   wait "$sampler"
