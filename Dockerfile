@@ -10,8 +10,14 @@
 
 FROM --platform=$BUILDPLATFORM rust:1-bookworm AS build
 ARG TARGETARCH
+# ring compiles C, so each target needs a C compiler for it. On an amd64 build
+# host: musl-gcc for amd64, the aarch64 cross gcc for arm64; on an arm64 host
+# (Apple Silicon): the native gcc for arm64, the x86-64 cross gcc for amd64.
 RUN apt-get update -q \
- && apt-get install -y -q --no-install-recommends musl-tools gcc-aarch64-linux-gnu \
+ && case "$(uname -m)" in \
+      x86_64) apt-get install -y -q --no-install-recommends musl-tools gcc-aarch64-linux-gnu ;; \
+      aarch64) apt-get install -y -q --no-install-recommends gcc gcc-x86-64-linux-gnu ;; \
+    esac \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -20,6 +26,10 @@ RUN case "$TARGETARCH" in \
       arm64) target=aarch64-unknown-linux-musl ;; \
       *) echo "unsupported TARGETARCH $TARGETARCH" >&2; exit 1 ;; \
     esac \
+ && if [ "$(uname -m)" = aarch64 ]; then \
+      export CC_x86_64_unknown_linux_musl=x86_64-linux-gnu-gcc \
+             CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=x86_64-linux-gnu-gcc; \
+    fi \
  && rustup target add "$target" \
  && cargo build --release --locked --target "$target" --bin koordinator \
  && mkdir -p /out/bin \
