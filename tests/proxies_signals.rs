@@ -172,3 +172,41 @@ fn ttin_and_ttou_are_not_forwarded() {
     assert_eq!(k.wait(T), 0);
     assert_eq!(k.stdout(), ["ready", "got USR1"]);
 }
+
+#[test]
+fn dash_p_delivers_a_signal_when_the_parent_dies() {
+    // An intermediate shell starts koordinator and exits; the kernel then
+    // sends koordinator SIGTERM, which it forwards to the command.
+    let bin = koordinator_integration::harness::koordinator_bin();
+    let inner =
+        "trap 'echo command got TERM; exit 0' TERM; echo ready; while :; do sleep 0.01; done";
+    let outer = format!(
+        "{} -p TERM sh -c \"{inner}\" & sleep 0.5; echo parent exits",
+        bin.display()
+    );
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &outer])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let lines: Vec<String> = std::io::BufRead::lines(reader)
+            .map_while(Result::ok)
+            .collect();
+        let _ = tx.send(lines);
+    });
+    // The pipe closes only when koordinator and its command have exited.
+    let lines = rx
+        .recv_timeout(T)
+        .expect("koordinator did not stop after its parent died");
+    child.wait().unwrap();
+    assert_eq!(lines, ["ready", "parent exits", "command got TERM"]);
+}
+
+#[test]
+fn dash_s_is_accepted() {
+    let mut k = Koordinator::plain(&["-s", "sh", "-c", "exit 4"]).spawn();
+    assert_eq!(k.wait(T), 4);
+}
