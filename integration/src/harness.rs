@@ -161,10 +161,20 @@ impl Koordinator {
 }
 
 /// Finds the koordinator that `unshare --fork` started, once it has exec'd.
+/// A short command may come and go between two looks: once `unshare` itself
+/// has exited (a zombie until the test waits for it), there is nothing left
+/// to signal, and its own pid is returned.
 fn koordinator_under(unshare: i32) -> i32 {
     let bin = std::fs::canonicalize(koordinator_bin()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
+        let stat = std::fs::read_to_string(format!("/proc/{unshare}/stat")).unwrap_or_default();
+        if stat
+            .rfind(')')
+            .is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z'))
+        {
+            return unshare;
+        }
         let children = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
             .unwrap_or_default();
         for pid in children

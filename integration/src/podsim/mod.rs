@@ -241,22 +241,35 @@ impl Sim {
         match cmd.spawn() {
             Ok(mut child) => {
                 let pid = child.id() as i32;
+                // Output is relayed by its own threads; they report when the
+                // container's pipes close, so its last lines are printed
+                // before its "terminated" line.
+                let (drained_tx, drained) = mpsc::channel::<()>();
                 for stream in [
                     Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
                     Box::new(child.stderr.take().unwrap()),
                 ] {
-                    let (name, t0) = (name.clone(), self.t0);
+                    let (name, t0, drained_tx) = (name.clone(), self.t0, drained_tx.clone());
                     std::thread::spawn(move || {
                         for line in BufReader::new(stream).lines().map_while(Result::ok) {
                             if show {
                                 println!("+{:.4}s {name} | {line}", t0.elapsed().as_secs_f64());
                             }
                         }
+                        let _ = drained_tx.send(());
                     });
                 }
                 let (tx, index, generation) = (self.exits_tx.clone(), i, c.generation);
                 std::thread::spawn(move || {
                     let code = child.wait().map_or(255, crate::harness::code_of);
+                    // A process left behind may hold the pipes open: wait a little, not forever.
+                    let deadline = Instant::now() + Duration::from_millis(500);
+                    for _ in 0..2 {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if drained.recv_timeout(left).is_err() {
+                            break;
+                        }
+                    }
                     let _ = tx.send(Exit {
                         index,
                         generation,
