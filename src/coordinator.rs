@@ -171,7 +171,7 @@ impl Coordinator {
     }
 
     /// True once the command has been started (koordinator no longer bails out).
-    pub fn started(&self) -> bool {
+    fn started(&self) -> bool {
         !matches!(self.phase, Phase::Waiting)
     }
 

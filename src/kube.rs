@@ -308,10 +308,6 @@ impl Client {
         })
     }
 
-    pub fn target(&self) -> &Target {
-        &self.target
-    }
-
     /// The bearer token, read afresh: projected tokens rotate.
     fn token(&self) -> Result<String, ApiError> {
         let token = std::fs::read_to_string(&self.target.token_path).map_err(|e| {

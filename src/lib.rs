@@ -269,7 +269,9 @@ fn run(options: RunOptions, inherited: child::Inherited) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("koordinator: cannot set up the event loop: {e}");
+            eprintln!(
+                "koordinator: cannot set up the event loop: {e} (epoll, signalfd or eventfd was refused: does a seccomp profile block them?)"
+            );
             EXIT_FAILURE
         }
     }

@@ -210,9 +210,7 @@ impl Watcher {
             );
             // A server that ends every watch at once must not get a request storm.
             if !progressed && opened.elapsed() < Duration::from_secs(1) {
-                if let Next::Stop = self.pause() {
-                    return Next::Stop;
-                }
+                self.pause();
             }
         }
     }
@@ -237,15 +235,14 @@ impl Watcher {
         if kind != Kind::Other && !self.notifier.send(Event::ApiRefused(e.to_string())) {
             return Next::Stop;
         }
-        self.pause()
+        self.pause();
+        Next::Relist
     }
 
-    fn pause(&mut self) -> Next {
+    fn pause(&mut self) {
         let delay = self.backoff.delay(&mut self.jitter);
         log::debug!("retrying in {delay:?}");
         std::thread::sleep(delay);
-        // The loop is gone once koordinator exits; nothing more to do then.
-        Next::Relist
     }
 
     fn describe(&self, e: &ApiError) -> (Kind, Level, String) {

@@ -254,21 +254,8 @@ impl ApiServer {
         self.shared.changed.notify_all();
     }
 
-    /// The newest resourceVersion.
-    pub fn current_rv(&self) -> u64 {
-        self.state().rv
-    }
-
     pub fn requests(&self) -> Vec<Request> {
         self.state().requests.clone()
-    }
-
-    pub fn pod(&self, namespace: &str, name: &str) -> Option<Value> {
-        self.state()
-            .pods
-            .iter()
-            .find(|(ns, n, _)| ns == namespace && n == name)
-            .map(|(_, _, p)| p.clone())
     }
 }
 

@@ -118,10 +118,6 @@ impl Koordinator {
         self
     }
 
-    pub fn command(&mut self) -> &mut Command {
-        &mut self.command
-    }
-
     pub fn spawn(mut self) -> Running {
         self.command
             .stdin(Stdio::null())

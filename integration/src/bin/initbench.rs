@@ -54,7 +54,8 @@ fn orphans(n: usize) {
 static GOT: AtomicBool = AtomicBool::new(false);
 static mut AT: u64 = 0;
 
-extern "C" fn on_usr1(_: libc::c_int) {
+/// Records when a signal arrived; both stand-ins use it.
+extern "C" fn record_arrival(_: libc::c_int) {
     // SAFETY: a single writer (this handler), read after GOT is seen.
     unsafe { AT = monotonic_ns() };
     GOT.store(true, Ordering::SeqCst);
@@ -62,12 +63,17 @@ extern "C" fn on_usr1(_: libc::c_int) {
 
 fn signal_target() {
     // SAFETY: installing a handler that only stores two values.
-    unsafe { libc::signal(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t) };
+    unsafe {
+        libc::signal(
+            libc::SIGUSR1,
+            record_arrival as *const () as libc::sighandler_t,
+        )
+    };
     println!("ready");
     let out = std::io::stdout();
     loop {
         if GOT.swap(false, Ordering::SeqCst) {
-            // SAFETY: see on_usr1.
+            // SAFETY: see record_arrival.
             let at = unsafe { AT };
             let _ = writeln!(out.lock(), "{at}");
         }
@@ -124,20 +130,19 @@ fn rss(init: &[String]) {
     println!("{hwm} {anon}");
 }
 
-extern "C" fn on_term(_: libc::c_int) {
-    // SAFETY: see on_usr1.
-    unsafe { AT = monotonic_ns() };
-    GOT.store(true, Ordering::SeqCst);
-}
-
 fn term_stamp() {
     // SAFETY: installing a handler that only stores two values.
-    unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
+    unsafe {
+        libc::signal(
+            libc::SIGTERM,
+            record_arrival as *const () as libc::sighandler_t,
+        )
+    };
     println!("ready");
     while !GOT.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_micros(50));
     }
-    // SAFETY: see on_usr1.
+    // SAFETY: see record_arrival.
     println!("{}", unsafe { AT });
 }
 

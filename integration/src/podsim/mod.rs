@@ -16,7 +16,7 @@ use crate::apiserver::{Access, ApiServer};
 use manifest::{ContainerSpec, EnvValue, Kind, Manifest, Policy, Volume};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
@@ -685,11 +685,6 @@ fn monotonic_ns_at(t: Instant) -> u64 {
 /// A path relative to the workspace, for examples and scenarios.
 pub fn workspace_path(rel: &str) -> PathBuf {
     crate::harness::workspace_root().join(rel)
-}
-
-/// True when `path` exists and is a manifest podsim can read.
-pub fn is_manifest(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "yaml" || e == "yml")
 }
 
 #[cfg(test)]
