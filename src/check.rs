@@ -1,9 +1,11 @@
 //! `koordinator --check`: each thing koordinator needs, tried for real, one
-//! line each, OK or FAIL with the fix. Exit 0 only when all pass.
+//! line each, OK or FAIL with the fix. Exit 0 only when nothing failed.
 
-use crate::kube::{ApiError, Client, Target};
-use crate::spec::Spec;
-use std::time::Duration;
+use crate::client::kube::{self, ApiError, Client, Target};
+use crate::rules::plan;
+use crate::rules::spec::Spec;
+use crate::sources::probes;
+use std::path::Path;
 
 #[derive(Default)]
 struct Report {
@@ -13,6 +15,10 @@ struct Report {
 impl Report {
     fn ok(&mut self, what: &str, detail: impl std::fmt::Display) {
         println!("ok    {what}: {detail}");
+    }
+
+    fn note(&mut self, what: &str, detail: impl std::fmt::Display) {
+        println!("note  {what}: {detail}");
     }
 
     fn fail(&mut self, what: &str, problem: impl std::fmt::Display, fix: impl std::fmt::Display) {
@@ -33,11 +39,7 @@ impl Report {
 }
 
 fn summary(spec: &Spec) -> String {
-    let start: Vec<String> = spec
-        .start_deps
-        .iter()
-        .map(|d| format!("{} ({})", d.name, d.condition.as_str()))
-        .collect();
+    let start: Vec<String> = spec.start_deps.iter().map(|d| d.describe()).collect();
     let list = |v: &[String]| {
         if v.is_empty() {
             "none".to_string()
@@ -45,15 +47,20 @@ fn summary(spec: &Spec) -> String {
             v.join(", ")
         }
     };
+    let name = spec
+        .name
+        .as_deref()
+        .map(|n| format!("; name {n}"))
+        .unwrap_or_default();
     format!(
-        "startDeps {}; stopDeps {}",
+        "startDeps {}; stopDeps {}{name}",
         list(&start),
         list(&spec.stop_deps)
     )
 }
 
 /// Runs every check and prints the report.
-pub fn run() -> i32 {
+pub fn run(argv0: &Path) -> i32 {
     let mut r = Report::default();
     let (spec, spec_text) = match crate::load_spec() {
         Ok(s) => s,
@@ -67,18 +74,123 @@ pub fn run() -> i32 {
         }
     };
     r.ok("spec", summary(&spec));
-    if !spec.uses_api() {
+    if !spec.coordinates() && spec.name.is_none() {
         r.ok(
-            "API access",
-            "not needed: without startDeps or stopDeps koordinator is a plain init",
+            "sources",
+            "none needed: without startDeps or stopDeps koordinator is a plain init",
         );
         return r.code();
     }
+    let state_dir = crate::state_dir_in_effect(argv0);
+    let credentials = kube::credentials(&kube::ProcessEnvironment);
+    let plan = match plan::plan(&spec, credentials, state_dir) {
+        Ok(p) => p,
+        Err(e) => {
+            r.fail("sources", e, "see the README, \"Without API access\"");
+            return r.code();
+        }
+    };
+    for line in plan.describe(&spec) {
+        r.ok("source", line);
+    }
+    match &plan.state_dir {
+        Some(dir) => check_state_dir(&mut r, dir),
+        None => r.note(
+            "state directory",
+            "none (KOORDINATOR_STATE_DIR unset and no koordinator-state directory beside this binary): this container's state is not published",
+        ),
+    }
+    for p in spec.probes() {
+        match probes::attempt(&p.target, p.timeout) {
+            Ok(()) => r.ok("probe", format!("{} passes now", p.target)),
+            Err(e) => r.note(
+                "probe",
+                format!(
+                    "{} does not pass yet ({e}); koordinator waits for it",
+                    p.target
+                ),
+            ),
+        }
+    }
+    if plan.api {
+        check_api(&mut r, &spec, &spec_text);
+    }
+    r.code()
+}
+
+fn statvfs(path: &Path) -> Option<libc::statvfs> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct.
+    unsafe {
+        let mut s: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(c.as_ptr(), &mut s) == 0).then_some(s)
+    }
+}
+
+fn check_state_dir(r: &mut Report, dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let what = "state directory";
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => m,
+        Ok(_) => return r.fail(what, format!("{} is not a directory", dir.display()), "remove it, or point KOORDINATOR_STATE_DIR elsewhere"),
+        Err(e) => return r.fail(what, format!("{}: {e}", dir.display()), "install koordinator with `koordinator DIR`, which creates it, or create it (mode 1777)"),
+    };
+    let probe = dir.join(format!(".check.{}", std::process::id()));
+    match std::fs::write(&probe, b"") {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&probe);
+            r.ok(what, format!("{} exists and is writable by this user", dir.display()));
+        }
+        Err(e) => r.fail(
+            what,
+            format!("{} is not writable by this user: {e}", dir.display()),
+            "it must be writable by every container's user (mode 1777, as `koordinator DIR` creates it)",
+        ),
+    }
+    // SAFETY: statfs writes into the zeroed struct.
+    let overlay = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .ok()
+        .is_some_and(|c| unsafe {
+            let mut s: libc::statfs = std::mem::zeroed();
+            libc::statfs(c.as_ptr(), &mut s) == 0 && s.f_type == 0x794c_7630
+        });
+    let root_dev = std::fs::metadata("/").map(|m| m.dev()).ok();
+    if overlay {
+        r.fail(
+            what,
+            format!(
+                "{} is on the container's own file system (overlay), which no other container sees",
+                dir.display()
+            ),
+            "put it on a volume that the pod's containers share (an emptyDir)",
+        );
+    } else if root_dev == Some(meta.dev()) {
+        r.note(what, format!("{} is on the same file system as /; in a container that means it is not on a shared volume", dir.display()));
+    } else {
+        r.ok(
+            what,
+            format!(
+                "{} is on a file system of its own (a volume, as far as can be told)",
+                dir.display()
+            ),
+        );
+    }
+    let install_dir = dir.parent().unwrap_or(dir);
+    if statvfs(install_dir).is_some_and(|s| s.f_flag & libc::ST_NOEXEC != 0) {
+        r.fail(
+            what,
+            format!("{} is mounted noexec", install_dir.display()),
+            "containers cannot run koordinator from it: use an emptyDir without noexec (on nodes that mount the kubelet's directory noexec, `emptyDir: {medium: Memory}`)",
+        );
+    }
+}
+
+fn check_api(r: &mut Report, spec: &Spec, spec_text: &str) {
     let target = match Target::from_env() {
         Ok(t) => t,
         Err(e) => {
             r.fail("pod identity", e, "see the README section \"Pod identity\"");
-            return r.code();
+            return;
         }
     };
     r.ok(
@@ -92,22 +204,21 @@ pub fn run() -> i32 {
             target.namespace.value, target.namespace.source
         ),
     );
-    let client = match Client::new(target.clone(), Duration::from_secs(10)) {
-        Ok(c) => c,
-        Err(e) => {
-            r.fail(
-                "credentials",
-                e,
-                "mount the service-account token (automountServiceAccountToken: true)",
-            );
-            return r.code();
-        }
-    };
+    let mut client = Client::new(target.clone(), std::time::Duration::from_secs(10));
     let (pod, rv) = match client.list() {
-        Ok(found) => found,
+        Ok((pods, rv)) => match pods
+            .into_iter()
+            .find(|p| p.metadata.name == target.pod.value)
+        {
+            Some(pod) => (pod, rv),
+            None => {
+                report_api_failure(r, &target, "list pods", &ApiError::PodNotFound);
+                return;
+            }
+        },
         Err(e) => {
-            report_api_failure(&mut r, &target, "list pods", &e);
-            return r.code();
+            report_api_failure(r, &target, "list pods", &e);
+            return;
         }
     };
     r.ok(
@@ -124,14 +235,16 @@ pub fn run() -> i32 {
     );
     match client.watch(&rv, 1).and_then(|mut w| w.next_event()) {
         Ok(_) => r.ok("watch pods", "allowed"),
-        Err(e) => report_api_failure(&mut r, &target, "watch pods", &e),
+        Err(e) => report_api_failure(r, &target, "watch pods", &e),
     }
-    match crate::pod::validate(&pod, &spec, &spec_text) {
-        Ok(()) => r.ok(
+    match crate::rules::pod::validate(&pod, spec, spec_text) {
+        Ok(me) => r.ok(
             "dependencies",
             format!(
-                "all exist among the pod's containers ({}); no start cycle",
-                pod.container_names().join(", ")
+                "all exist among the pod's containers ({}); no start cycle; this is container {}",
+                pod.container_names().join(", "),
+                me.as_deref()
+                    .unwrap_or("(unknown: its spec is not a literal value in the pod)")
             ),
         ),
         Err(e) => r.fail(
@@ -140,7 +253,6 @@ pub fn run() -> i32 {
             "fix the names in KOORDINATOR_SPEC or the pod's start dependencies",
         ),
     }
-    r.code()
 }
 
 fn report_api_failure(r: &mut Report, target: &Target, what: &str, e: &ApiError) {
@@ -151,7 +263,9 @@ fn report_api_failure(r: &mut Report, target: &Target, what: &str, e: &ApiError)
             e,
             "the API server rejected the service-account token: check that the token file is current and belongs to this cluster",
         ),
-        ApiError::Status { code: 403, message, .. } => r.fail(what, e, crate::watcher::forbidden_hint(target, message)),
+        ApiError::Status { code: 403, message, .. } => {
+            r.fail(what, e, crate::sources::api::forbidden_hint(target, message))
+        }
         ApiError::PodNotFound => r.fail(
             what,
             format!("pod {pod:?} not found in namespace {ns:?}"),
@@ -165,6 +279,15 @@ fn report_api_failure(r: &mut Report, target: &Target, what: &str, e: &ApiError)
             format!("cannot reach {}: {e}", target.server),
             "check KUBERNETES_SERVICE_HOST/PORT, NetworkPolicy egress to the API server, and that ca.crt is this cluster's CA",
         ),
-        _ => r.fail(what, e, "the API server's answer was not what Kubernetes sends; check the server address"),
+        ApiError::Credentials(_) => r.fail(
+            what,
+            e,
+            "mount the service-account token (automountServiceAccountToken: true)",
+        ),
+        _ => r.fail(
+            what,
+            e,
+            "the API server's answer was not what Kubernetes sends; check the server address",
+        ),
     }
 }

@@ -3,7 +3,7 @@
 //! Hand-written, getopt-style (`-gv`, `-e143`, `-e 143`), because the set is
 //! small and an argument-parsing crate would cost more than it saves.
 
-use crate::signals::{self, Rewrites};
+use crate::init::signals::{self, Rewrites};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};

@@ -1,23 +1,33 @@
 //! koordinator: a PID-1 init (tini-class) that also starts and stops the
 //! containers of one Kubernetes pod in order.
 //!
-//! The file list is the architecture:
+//! The file list is the architecture, by layer:
 //!
 //! | file | concern |
 //! |---|---|
 //! | `main.rs` | process entry: block signals first, then [`entry`] |
 //! | `cli.rs` | the command line and its modes |
-//! | `logger.rs` | stderr logging, text or JSON |
-//! | `signals.rs` | signal names, the blocked mask, rewrite rules |
-//! | `child.rs` | starting, signalling and reaping processes |
-//! | `install.rs` | `koordinator DIR`: atomic self-copy into a volume |
-//! | `spec.rs` | `KOORDINATOR_SPEC`: parsing and validation |
-//! | `pod.rs` | the Pod fields we read and what they mean for a dependency |
-//! | `coordinator.rs` | every lifecycle rule, as a pure state machine |
-//! | `runtime.rs` | the event loop that feeds the coordinator |
-//! | `kube.rs` | pod identity and the API client |
-//! | `watcher.rs` | the list/watch thread |
+//! | `logger.rs` | stderr logging, text or JSON, with secrets redacted |
 //! | `check.rs` | `koordinator --check` |
+//! | **init/** | **the PID-1 work** |
+//! | `init/signals.rs` | signal names, the blocked mask, rewrite rules |
+//! | `init/child.rs` | starting, signalling and reaping processes |
+//! | `init/event_loop.rs` | the event loop: fds and deadlines in, actions out |
+//! | `init/install.rs` | `koordinator DIR`: atomic self-copy into a volume |
+//! | **rules/** | **pure: every decision, no I/O** |
+//! | `rules/spec.rs` | `KOORDINATOR_SPEC`: parsing and validation |
+//! | `rules/plan.rs` | which sources the dependencies are followed through |
+//! | `rules/facts.rs` | what is known about each container depended on |
+//! | `rules/pod.rs` | the Pod fields read from the API, and their checks |
+//! | `rules/coordinator.rs` | every lifecycle rule, as a state machine |
+//! | **sources/** | **each turns the outside world into coordinator events** |
+//! | `sources/api.rs` | the API server: list and watch our pod (a thread) |
+//! | `sources/state_dir.rs` | the shared state directory: publish and follow records (on the loop) |
+//! | `sources/probes.rs` | tcp, http and file probes (a thread each) |
+//! | **client/** | **network plumbing** |
+//! | `client/http.rs` | a small HTTP/1.1 client with one deadline per request |
+//! | `client/tls.rs` | TLS trusting only the pod's CA |
+//! | `client/kube.rs` | pod identity and the Kubernetes API requests |
 //!
 //! Exit codes are decided in one place, [`entry`]: the command's own code
 //! (128+N for signal N), 2 for configuration and usage errors, 1 for a
@@ -25,20 +35,42 @@
 //! 126/127 when the command cannot be executed or found.
 
 pub mod check;
-pub mod child;
 pub mod cli;
-pub mod coordinator;
-pub mod install;
-pub mod kube;
 pub mod logger;
-pub mod pod;
-pub mod runtime;
-pub mod signals;
-pub mod spec;
-pub mod watcher;
+
+pub mod init {
+    pub mod child;
+    pub mod event_loop;
+    pub mod install;
+    pub mod signals;
+}
+
+pub mod rules {
+    pub mod coordinator;
+    pub mod facts;
+    pub mod plan;
+    pub mod pod;
+    pub mod spec;
+}
+
+pub mod sources {
+    pub mod api;
+    pub mod probes;
+    pub mod state_dir;
+}
+
+pub mod client {
+    pub mod http;
+    pub mod kube;
+    pub mod tls;
+}
 
 use cli::{Invocation, RunOptions};
-use coordinator::{Config, Coordinator};
+use client::kube;
+use init::{child, event_loop, install};
+use rules::coordinator::{Config, Coordinator};
+use rules::{plan, spec};
+use sources::state_dir;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -92,12 +124,13 @@ pub fn entry(argv: Vec<OsString>, inherited: child::Inherited) -> i32 {
             println!("koordinator {VERSION} ({})", target());
             0
         }
-        Invocation::Install(dir) => match install::install(
-            &dir,
-            Path::new(argv.first().map_or(OsStr::new(""), |a| a.as_os_str())),
-        ) {
+        Invocation::Install(dir) => match install::install(&dir, argv0(&argv)) {
             Ok(path) => {
-                println!("installed koordinator {VERSION} to {}", path.display());
+                println!(
+                    "installed koordinator {VERSION} to {} (state directory {})",
+                    path.display(),
+                    dir.join(state_dir::DIR_NAME).display()
+                );
                 0
             }
             Err(e) => {
@@ -118,8 +151,8 @@ pub fn entry(argv: Vec<OsString>, inherited: child::Inherited) -> i32 {
                 EXIT_USAGE
             }
         },
-        Invocation::Check => check::run(),
-        Invocation::Run(options) => run(options, inherited),
+        Invocation::Check => check::run(argv0(&argv)),
+        Invocation::Run(options) => run(options, inherited, argv0(&argv)),
     }
 }
 
@@ -190,12 +223,39 @@ fn termination_log() -> Option<PathBuf> {
     }
 }
 
-fn run(options: RunOptions, inherited: child::Inherited) -> i32 {
+fn argv0(argv: &[OsString]) -> &Path {
+    Path::new(argv.first().map_or(OsStr::new(""), |a| a.as_os_str()))
+}
+
+/// This executable's path: /proc/self/exe, else argv[0] when absolute.
+pub fn own_exe(argv0: &Path) -> Option<PathBuf> {
+    std::fs::read_link("/proc/self/exe")
+        .ok()
+        .or_else(|| argv0.is_absolute().then(|| argv0.to_path_buf()))
+}
+
+/// The state directory in effect, created when named explicitly and missing.
+pub fn state_dir_in_effect(argv0: &Path) -> Option<PathBuf> {
+    let explicit = env("KOORDINATOR_STATE_DIR");
+    let dir = state_dir::locate(explicit.as_deref(), own_exe(argv0).as_deref())?;
+    if explicit.is_some() && !dir.is_dir() {
+        if let Err(e) = state_dir::create(&dir) {
+            log::warn!(
+                "KOORDINATOR_STATE_DIR={}: cannot create it ({e}); going on without a state directory",
+                dir.display()
+            );
+            return None;
+        }
+    }
+    Some(dir)
+}
+
+fn run(options: RunOptions, inherited: child::Inherited, argv0: &Path) -> i32 {
     let termination_log = termination_log();
     let fail = |code: i32, message: String| {
         log::error!("{message}");
         if let Some(path) = &termination_log {
-            runtime::write_termination_log(path, &message);
+            event_loop::write_termination_log(path, &message);
         }
         code
     };
@@ -220,7 +280,30 @@ fn run(options: RunOptions, inherited: child::Inherited) -> i32 {
     }
     let kill_group =
         options.kill_group || cli::env_flag(env("KOORDINATOR_KILL_PROCESS_GROUP").as_deref());
-    let target = if spec.uses_api() {
+    // A plain init touches nothing else: no state directory, no API.
+    let coordinates = spec.coordinates() || spec.name.is_some();
+    let state_dir = if coordinates {
+        state_dir_in_effect(argv0)
+    } else {
+        None
+    };
+    let plan = if coordinates {
+        match plan::plan(
+            &spec,
+            kube::credentials(&kube::ProcessEnvironment),
+            state_dir,
+        ) {
+            Ok(p) => p,
+            Err(e) => return fail(EXIT_USAGE, format!("configuration error: {e}")),
+        }
+    } else {
+        plan::Plan {
+            api: false,
+            why: String::new(),
+            state_dir: None,
+        }
+    };
+    let target = if plan.api {
         match kube::Target::from_env() {
             Ok(t) => Some(t),
             Err(e) => return fail(EXIT_USAGE, e.to_string()),
@@ -229,48 +312,79 @@ fn run(options: RunOptions, inherited: child::Inherited) -> i32 {
         None
     };
     let watch_timeout = match env_str("KOORDINATOR_WATCH_TIMEOUT") {
-        None => watcher::DEFAULT_WATCH_TIMEOUT,
+        None => sources::api::DEFAULT_WATCH_TIMEOUT,
         Some(v) => match humantime::parse_duration(v.trim()) {
             Ok(d) if d >= std::time::Duration::from_secs(1) => d,
             _ => {
                 return fail(
                     EXIT_USAGE,
                     format!(
-                    "KOORDINATOR_WATCH_TIMEOUT={v:?} is not a duration of at least 1s, e.g. \"5m\""
-                ),
+                        "KOORDINATOR_WATCH_TIMEOUT={v:?} is not a duration of at least 1s, e.g. \"10m\""
+                    ),
                 )
             }
         },
+    };
+    for line in plan.describe(&spec) {
+        log::info!("following {line}");
+    }
+    let named = spec.named_deps();
+    let (reader, records) = match (&plan.state_dir, named.is_empty()) {
+        (Some(dir), false) => match state_dir::Reader::open(dir, &named) {
+            Ok((reader, records)) => (Some(reader), records),
+            Err(e) if plan.api => {
+                log::warn!(
+                    "cannot follow {}: {e}; following the API only",
+                    dir.display()
+                );
+                (None, Vec::new())
+            }
+            Err(e) => {
+                return fail(
+                    EXIT_FAILURE,
+                    format!("cannot follow the state directory {}: {e}", dir.display()),
+                )
+            }
+        },
+        _ => (None, Vec::new()),
     };
 
     let mut rewrites = spec.rewrite_signals.clone();
     for (from, to) in options.rewrites.iter() {
         rewrites.insert(*from, *to);
     }
+    let probes: Vec<spec::Probe> = spec.probes().cloned().collect();
     let config = Config {
         success_codes: [options.success_codes.as_slice(), &spec.success_exit_codes].concat(),
         rewrites,
+        api: plan.api,
+        publish: plan.state_dir.is_some(),
         spec,
-        spec_text,
+        spec_text: spec_text.clone(),
         orphan_grace: options.orphan_grace,
         log_level: log::max_level(),
     };
-    let setup = runtime::Setup {
+    let setup = event_loop::Setup {
         command: options.command,
         kill_group,
         inherited,
         termination_log,
+        state_dir: plan.state_dir,
+        reader,
     };
-    let coordinator = Coordinator::new(config, Instant::now());
-    let result = runtime::run(coordinator, setup, |notifier| match target {
-        Some(target) => watcher::start(target, notifier, watch_timeout),
-        None => Ok(()),
+    let coordinator = Coordinator::new(config, Instant::now(), records);
+    let result = event_loop::run(coordinator, setup, |notifier| {
+        sources::probes::start(probes, &notifier)?;
+        match target {
+            Some(target) => sources::api::start(target, spec_text, notifier, watch_timeout),
+            None => Ok(()),
+        }
     });
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!(
-                "koordinator: cannot set up the event loop: {e} (epoll, signalfd or eventfd was refused: does a seccomp profile block them?)"
+                "koordinator: cannot set up the event loop: {e} (epoll, signalfd, eventfd or inotify was refused: does a seccomp profile block them?)"
             );
             EXIT_FAILURE
         }

@@ -1,9 +1,52 @@
 //! A small stderr logger: `koordinator: warn: message`, or one JSON object a
 //! line (`time`, `severity`, `message`) that Cloud Logging and friends parse.
+//!
+//! Two rules keep secrets out of logs at every level, trace included: only
+//! koordinator's own records are printed (a dependency's trace output could
+//! dump request bytes), and every line is redacted of each service-account
+//! token koordinator has read, in case a server or proxy echoes one back in
+//! a message. The termination log goes through the same redaction.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
+use std::borrow::Cow;
 use std::io::Write;
+use std::sync::Mutex;
 use std::time::SystemTime;
+
+/// Tokens read so far (the newest few: projected tokens rotate hourly).
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+const KEEP_SECRETS: usize = 4;
+
+/// Registers a secret that no log line may show. Its dot-separated parts
+/// (a JWT's header, claims and signature) are redacted on their own too.
+pub fn add_secret(secret: &str) {
+    if secret.len() < 8 {
+        return;
+    }
+    let mut secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    if secrets.iter().any(|s| s == secret) {
+        return;
+    }
+    let mut parts: Vec<String> = std::iter::once(secret)
+        .chain(secret.split('.').filter(|p| p.len() >= 16))
+        .map(str::to_string)
+        .collect();
+    parts.dedup();
+    secrets.splice(0..0, parts);
+    secrets.truncate(KEEP_SECRETS * 4);
+}
+
+/// `text` with every registered secret replaced by `[REDACTED]`.
+pub fn redact(text: &str) -> Cow<'_, str> {
+    let secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = Cow::Borrowed(text);
+    for secret in secrets.iter() {
+        if out.contains(secret.as_str()) {
+            out = Cow::Owned(out.replace(secret.as_str(), "[REDACTED]"));
+        }
+    }
+    out
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -17,14 +60,15 @@ struct StderrLogger {
 
 impl Log for StderrLogger {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= log::max_level()
+        metadata.level() <= log::max_level() && metadata.target().starts_with("koordinator")
     }
 
     fn log(&self, record: &Record) {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let line = render(self.format, record.level(), &record.args().to_string());
+        let message = record.args().to_string();
+        let line = render(self.format, record.level(), &redact(&message));
         // One write call a line, so lines of concurrent threads do not interleave.
         // A closed stderr must not take koordinator down: the error is dropped.
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
@@ -125,6 +169,17 @@ mod tests {
             render(Format::Text, Level::Error, "boom"),
             "koordinator: error: boom\n"
         );
+    }
+
+    #[test]
+    fn registered_secrets_and_their_parts_are_redacted() {
+        add_secret("eyJhbGciOiJSUzI1NiIsImtpZCI6IngifQ.eyJzdWIiOiJzeXN0ZW06c2EifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ");
+        assert_eq!(
+            redact("Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6IngifQ.eyJzdWIiOiJzeXN0ZW06c2EifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ!"),
+            "Bearer [REDACTED]!"
+        );
+        assert_eq!(redact("sig c2lnbmF0dXJlLXNpZ25hdHVyZQ"), "sig [REDACTED]");
+        assert_eq!(redact("nothing here"), "nothing here");
     }
 
     #[test]

@@ -8,9 +8,9 @@ use std::io::Write;
 
 #[no_mangle]
 extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
-    let inherited = koordinator::child::Inherited::capture();
+    let inherited = koordinator::init::child::Inherited::capture();
     // First, before any thread exists: see signals.rs for why.
-    if let Err(e) = koordinator::signals::block_all() {
+    if let Err(e) = koordinator::init::signals::block_all() {
         eprintln!("koordinator: cannot block signals: {e}");
         return koordinator::EXIT_FAILURE;
     }

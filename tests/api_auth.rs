@@ -75,12 +75,13 @@ fn a_403_shows_the_role_needed_and_recovers_when_granted() {
     );
     assert!(
         log.contains(&format!(
-            "  resourceNames: [\"{POD}\"]\n  verbs: [\"get\", \"list\", \"watch\"]"
+            "  verbs: [\"list\", \"watch\"]\n  # least privilege for a pod with a fixed name (not for Jobs): resourceNames: [\"{POD}\"]"
         )),
         "{log}"
     );
     assert!(
-        log.contains("- kind: ServiceAccount\n  name: koordinator-test\n  namespace: jobs"),
+        log.contains("- kind: ServiceAccount\n  name: koordinator-test\n  namespace: jobs")
+            && log.contains("kind: Role\nmetadata:\n  name: koordinator-koordinator-test\n"),
         "{log}"
     );
     assert_eq!(

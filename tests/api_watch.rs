@@ -136,3 +136,41 @@ fn a_watch_held_for_its_full_timeout_is_renewed_without_a_storm() {
     f.set("proxy", running(true));
     started_within(&mut k, T);
 }
+
+#[test]
+fn a_held_sigterm_is_forwarded_before_the_kubelets_sigkill() {
+    // The stop dependency can only be followed through the API, which shows
+    // nothing while the pod terminates: the held SIGTERM must be forwarded
+    // before the grace period (here 4 s) ends, at min(5 s, grace/2) before it.
+    let f = Fixture::seed_job();
+    f.set("main", running(true));
+    let mut k = f
+        .koordinator(
+            r#"{"stopDeps":["main"]}"#,
+            &[
+                "sh",
+                "-c",
+                "trap 'echo got TERM; exit 0' TERM; echo started; while :; do sleep 0.05; done",
+            ],
+        )
+        .spawn();
+    started_within(&mut k, T);
+    f.wait_for_watch(1);
+    f.server.begin_deletion(NAMESPACE, POD, 4);
+    std::thread::sleep(Duration::from_millis(200));
+    let term = Instant::now();
+    k.signal(libc::SIGTERM);
+    k.expect_line("got TERM", T);
+    let held = term.elapsed();
+    assert!(
+        held >= Duration::from_millis(1900) && held < Duration::from_millis(3000),
+        "held for {held:?}; the kubelet kills at 4 s"
+    );
+    assert_eq!(k.wait(T), 0, "the command's own exit code");
+    let log = k.stderr().join("\n");
+    assert!(
+        log.contains("holding SIGTERM until stop dependencies main have exited (termWaitsForStopDeps), 2s at most (the pod's grace period is 4s)")
+            && log.contains("forwarding SIGTERM now: stop dependencies main have not been seen exiting"),
+        "{log}"
+    );
+}

@@ -24,31 +24,87 @@ fn a_healthy_setup_passes_every_check() {
     assert_eq!(code, 0, "{out}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
-        lines[0],
-        "ok    spec: startDeps proxy (ready); stopDeps main"
+        lines[..3],
+        [
+            "ok    spec: startDeps proxy (ready); stopDeps main",
+            "ok    source: start dependency proxy (ready): through the API (API credentials found; no state directory)",
+            "ok    source: stop dependency main: through the API (API credentials found; no state directory)",
+        ]
     );
+    assert!(lines[3].starts_with("note  state directory: none"), "{out}");
     assert_eq!(
-        lines[1],
+        lines[4],
         format!("ok    pod name: {POD} (from KOORDINATOR_POD_NAME)")
     );
     assert!(
-        lines[2].starts_with("ok    namespace: jobs (from ")
-            && lines[2].ends_with("serviceaccount/namespace)")
+        lines[5].starts_with("ok    namespace: jobs (from ")
+            && lines[5].ends_with("serviceaccount/namespace)")
     );
     assert!(
-        lines[3].starts_with("ok    API server: https://127.0.0.1:")
-            && lines[3].contains("TLS verified")
+        lines[6].starts_with("ok    API server: https://127.0.0.1:")
+            && lines[6].contains("TLS verified")
     );
     assert_eq!(
-        lines[4],
+        lines[7],
         format!("ok    list pods: allowed; pod \"{POD}\" found")
     );
-    assert_eq!(lines[5], "ok    watch pods: allowed");
-    assert_eq!(
-        lines[6],
-        "ok    dependencies: all exist among the pod's containers (main, proxy); no start cycle"
+    assert_eq!(lines[8], "ok    watch pods: allowed");
+    assert!(
+        lines[9].starts_with("ok    dependencies: all exist among the pod's containers (main, proxy); no start cycle"),
+        "{out}"
     );
-    assert_eq!(lines.len(), 7);
+    assert_eq!(lines.len(), 10);
+}
+
+#[test]
+fn the_state_directory_and_probes_are_checked_without_the_api() {
+    let f = Fixture::seed_job();
+    let dir = f.files.path("state");
+    let (code, out) = check(
+        &f,
+        r#"{"name":"main","startDeps":[{"tcp":"127.0.0.1:9"}],"stopDeps":["proxy"],"source":"local"}"#,
+        &[("KOORDINATOR_STATE_DIR", dir.to_str().unwrap())],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "ok    source: stop dependency proxy: through the state directory {} (\"source\": \"local\")",
+            dir.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("ok    source: start dependency tcp 127.0.0.1:9: probed every 250ms"),
+        "{out}"
+    );
+    assert!(out.contains("exists and is writable by this user"), "{out}");
+    assert!(
+        out.contains("note  probe: tcp 127.0.0.1:9 does not pass yet (connection refused)"),
+        "{out}"
+    );
+    assert!(
+        f.requests().is_empty(),
+        "local mode never asks the API server"
+    );
+}
+
+#[test]
+fn a_ready_dependency_without_the_api_says_what_to_use() {
+    let f = Fixture::seed_job();
+    let (code, out) = check(
+        &f,
+        r#"{"startDeps":["proxy"]}"#,
+        &[("KOORDINATOR_SERVICEACCOUNT_DIR", "/nonexistent")],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        out.contains(
+            "FAIL  sources: start dependency \"proxy\" waits for the container to be ready"
+        ) && out.contains(
+            "no API credentials: there is no service-account token at /nonexistent/token"
+        ),
+        "{out}"
+    );
 }
 
 #[test]
@@ -131,7 +187,7 @@ fn a_plain_spec_needs_no_api() {
     let f = Fixture::seed_job();
     let (code, out) = check(&f, "{}", &[]);
     assert_eq!(code, 0);
-    assert!(out.contains("not needed"), "{out}");
+    assert!(out.contains("none needed"), "{out}");
     assert!(f.requests().is_empty());
 }
 

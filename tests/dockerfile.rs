@@ -97,7 +97,7 @@ fn the_images_install_flow_works_in_an_empty_root_as_user_65534() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         format!(
-            "installed koordinator {} to /koordinator/koordinator",
+            "installed koordinator {} to /koordinator/koordinator (state directory /koordinator/koordinator-state)",
             env!("CARGO_PKG_VERSION")
         )
     );

@@ -5,7 +5,7 @@
 //! and a Role, where given, grants get, list and watch on pods. The demo is
 //! also run in podsim by the scenario tests.
 
-use koordinator::pod::Pod;
+use koordinator::rules::pod::Pod;
 use koordinator_integration::harness::workspace_root;
 use koordinator_integration::podsim::manifest::yaml_documents;
 use serde_json::Value;
@@ -82,9 +82,9 @@ fn every_spec_in_the_examples_is_valid_against_its_pod() {
             let Some(text) = spec_env.and_then(|e| e["value"].as_str()) else {
                 continue;
             };
-            let spec = koordinator::spec::parse(text)
+            let spec = koordinator::rules::spec::parse(text)
                 .unwrap_or_else(|e| panic!("{name}: {}: {e}", c["name"]));
-            koordinator::pod::validate(&pod, &spec, text)
+            koordinator::rules::pod::validate(&pod, &spec, text)
                 .unwrap_or_else(|e| panic!("{name}: {}: {e}", c["name"]));
         }
     }

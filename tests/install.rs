@@ -1,5 +1,6 @@
 //! `koordinator DIR`, `--install DIR` and `copy DIR`: an atomic copy of the
-//! binary, mode 0755, usable by a non-root user, with clear errors.
+//! binary, mode 0755, and the state directory beside it (mode 1777), usable
+//! by a non-root user, with a clear error for each way a volume can fail.
 
 use koordinator_integration::harness::{code_of, koordinator_bin, require_root};
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -22,9 +23,10 @@ fn assert_installed(dir: &Path, out: &Output) {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         format!(
-            "installed koordinator {} to {}",
+            "installed koordinator {} to {} (state directory {})",
             env!("CARGO_PKG_VERSION"),
-            target.display()
+            target.display(),
+            dir.join("koordinator-state").display()
         )
     );
     assert!(
@@ -35,11 +37,25 @@ fn assert_installed(dir: &Path, out: &Output) {
         std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
         0o755
     );
-    let leftovers: Vec<_> = std::fs::read_dir(dir)
+    let mut leftovers: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(leftovers, ["koordinator"], "no temporary file left behind");
+    leftovers.sort();
+    assert_eq!(
+        leftovers,
+        ["koordinator", "koordinator-state"],
+        "no temporary file left behind"
+    );
+    assert_eq!(
+        std::fs::metadata(dir.join("koordinator-state"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o1777,
+        "sticky and writable by every container's user"
+    );
     let version = Command::new(&target).arg("--version").output().unwrap();
     assert!(version.status.success(), "the copy runs");
 }
@@ -194,7 +210,9 @@ fn an_unwritable_directory_says_so() {
     assert_eq!(code_of(out.status), 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("Permission denied") && err.contains("not writable by this user"),
+        err.contains("Permission denied")
+            && err.contains("is not writable by uid 65534 (this container's user)")
+            && err.contains("it belongs to uid 0 with mode 755: set fsGroup"),
         "{err}"
     );
 }
@@ -248,6 +266,23 @@ fn a_full_volume_says_so_and_leaves_nothing_behind() {
         "",
         "the temporary file was removed"
     );
+}
+
+#[test]
+fn a_noexec_volume_says_what_to_use_instead() {
+    if !require_root("a_noexec_volume_says_what_to_use_instead") {
+        return;
+    }
+    let out = install_into_tmpfs("noexec");
+    assert_eq!(code_of(out.status), 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is on a file system mounted noexec")
+            && err.contains("could not run koordinator from it")
+            && err.contains("emptyDir: {medium: Memory}"),
+        "{err}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "nothing written");
 }
 
 #[test]

@@ -31,6 +31,23 @@ pub enum Access {
 pub enum Fault {
     /// The next request (list or watch) answers 500 with a Status body.
     Status500,
+    /// The next request answers 429 with `Retry-After: N`, as API Priority
+    /// and Fairness does when the server is overloaded.
+    TooManyRequests(u64),
+    /// The next request answers 503 with `Retry-After: N`.
+    Unavailable(u64),
+    /// The next request answers 403 with this message (a proxy that echoes things).
+    Forbidden(String),
+    /// The next list answers 200, then sends one byte every interval, forever.
+    TrickleList(Duration),
+    /// The next list returns a pod with our name from another namespace
+    /// instead of ours (a proxy that ignores the path), all its containers ready.
+    ForeignNamespace,
+    /// The next watch sends its headers, then one space every interval, forever.
+    Trickle(Duration),
+    /// The next watch first sends an event for another pod, all its
+    /// containers ready and terminated, as a server ignoring the field selector would.
+    ForeignEvent,
     /// The next watch sends half an event and closes the connection.
     DropMidStream,
     /// The next watch sends its headers and then nothing at all for this long.
@@ -231,6 +248,16 @@ impl ApiServer {
         rv
     }
 
+    /// Starts a graceful deletion: `deletionTimestamp` and
+    /// `deletionGracePeriodSeconds` appear in a MODIFIED event, as the API
+    /// server writes them at the delete request.
+    pub fn begin_deletion(&self, namespace: &str, name: &str, grace_seconds: u64) {
+        self.modify_pod(namespace, name, |pod| {
+            pod["metadata"]["deletionTimestamp"] = json!("2026-11-24T12:00:30Z");
+            pod["metadata"]["deletionGracePeriodSeconds"] = json!(grace_seconds);
+        });
+    }
+
     /// Deletes a pod (a DELETED event).
     pub fn delete_pod(&self, namespace: &str, name: &str) {
         let mut s = self.state();
@@ -375,6 +402,10 @@ fn decode(s: &str) -> String {
 }
 
 fn respond(out: &mut Tls, code: u16, body: &Value) -> io::Result<bool> {
+    respond_with(out, code, body, "")
+}
+
+fn respond_with(out: &mut Tls, code: u16, body: &Value, headers: &str) -> io::Result<bool> {
     let text = body.to_string();
     let reason = match code {
         200 => "OK",
@@ -382,11 +413,13 @@ fn respond(out: &mut Tls, code: u16, body: &Value) -> io::Result<bool> {
         403 => "Forbidden",
         404 => "Not Found",
         410 => "Gone",
+        429 => "Too Many Requests",
+        503 => "Service Unavailable",
         _ => "Internal Server Error",
     };
     write!(
         out,
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}",
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{text}",
         text.len()
     )?;
     out.flush()?;
@@ -453,20 +486,66 @@ fn handle(
 
     let fault = {
         let mut s = shared.state.lock().unwrap();
-        let applies = |f: &Fault| watch || *f == Fault::Status500;
+        let applies = |f: &Fault| match f {
+            Fault::Status500
+            | Fault::TooManyRequests(_)
+            | Fault::Unavailable(_)
+            | Fault::Forbidden(_) => true,
+            Fault::TrickleList(_) | Fault::ForeignNamespace => !watch,
+            _ => watch,
+        };
         if s.faults.front().is_some_and(applies) {
             s.faults.pop_front()
         } else {
             None
         }
     };
-    if fault == Some(Fault::Status500) {
-        log_request(shared, path, query, 500);
-        return respond(
-            out,
-            500,
-            &status(500, "InternalError", "etcdserver: request timed out"),
-        );
+    match &fault {
+        Some(Fault::Status500) => {
+            log_request(shared, path, query, 500);
+            return respond(
+                out,
+                500,
+                &status(500, "InternalError", "etcdserver: request timed out"),
+            );
+        }
+        Some(Fault::TooManyRequests(after)) => {
+            log_request(shared, path, query, 429);
+            return respond_with(
+                out,
+                429,
+                &status(
+                    429,
+                    "TooManyRequests",
+                    "Too many requests, please try again later.",
+                ),
+                &format!("Retry-After: {after}\r\n"),
+            );
+        }
+        Some(Fault::Unavailable(after)) => {
+            log_request(shared, path, query, 503);
+            return respond_with(
+                out,
+                503,
+                &status(
+                    503,
+                    "ServiceUnavailable",
+                    "the server is currently unable to handle the request",
+                ),
+                &format!("Retry-After: {after}\r\n"),
+            );
+        }
+        Some(Fault::Forbidden(message)) => {
+            log_request(shared, path, query, 403);
+            return respond(out, 403, &status(403, "Forbidden", message));
+        }
+        Some(Fault::TrickleList(every)) => {
+            log_request(shared, path, query, 200);
+            write!(out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")?;
+            out.flush()?;
+            return trickle(out, shared, *every);
+        }
+        _ => {}
     }
     if fault == Some(Fault::Http410) {
         log_request(shared, path, query, 410);
@@ -481,12 +560,19 @@ fn handle(
         |ns: &str, name: &str| ns == namespace && selected.as_deref().is_none_or(|s| s == name);
     if !watch {
         let s = shared.state.lock().unwrap();
+        let foreign = fault == Some(Fault::ForeignNamespace);
         let items: Vec<Value> = s
             .pods
             .iter()
             .filter(|(ns, n, _)| matches(ns, n))
-            .map(|(_, _, p)| {
-                let mut p = p.clone();
+            .map(|(ns, n, p)| {
+                if foreign {
+                    (ns, n, foreign_pod(p, n, "elsewhere"))
+                } else {
+                    (ns, n, p.clone())
+                }
+            })
+            .map(|(_, _, mut p)| {
                 // List items carry no kind.
                 if let Some(o) = p.as_object_mut() {
                     o.remove("kind");
@@ -581,6 +667,19 @@ fn stream_watch(
                 chunk(out, piece)?;
             }
         }
+        Some(Fault::Trickle(every)) => return trickle(out, shared, every),
+        Some(Fault::ForeignEvent) => {
+            let s = shared.state.lock().unwrap();
+            let pod = s
+                .pods
+                .iter()
+                .find(|(ns, n, _)| matches(ns, n))
+                .map(|(ns, _, p)| foreign_pod(p, "other-pod", ns));
+            drop(s);
+            if let Some(pod) = pod {
+                chunk(out, &event_line("MODIFIED", &pod))?;
+            }
+        }
         Some(Fault::WrongShape) => {
             chunk(
                 out,
@@ -657,6 +756,31 @@ fn stream_watch(
         let wait = (timeout - elapsed).min(Duration::from_millis(50));
         s = shared.changed.wait_timeout(s, wait).unwrap().0;
     }
+}
+
+/// Sends one space every `every` until the client goes or the server stops.
+fn trickle(out: &mut Tls, shared: &Shared, every: Duration) -> io::Result<bool> {
+    while !shared.stop.load(Ordering::Relaxed) {
+        chunk(out, b" ")?;
+        std::thread::sleep(every);
+    }
+    Ok(false)
+}
+
+/// A copy of `pod` under another name or namespace, every container ready
+/// and then terminated: acting on it would start or stop the command.
+fn foreign_pod(pod: &Value, name: &str, namespace: &str) -> Value {
+    let mut p = pod.clone();
+    p["metadata"]["name"] = json!(name);
+    p["metadata"]["namespace"] = json!(namespace);
+    p["metadata"]["uid"] = json!("uid-foreign");
+    for list in ["containerStatuses", "initContainerStatuses"] {
+        for c in p["status"][list].as_array_mut().into_iter().flatten() {
+            c["ready"] = json!(true);
+            c["state"] = json!({"terminated": {"exitCode": 0, "reason": "Completed"}});
+        }
+    }
+    p
 }
 
 fn bookmark(rv: u64) -> Vec<u8> {

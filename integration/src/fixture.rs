@@ -39,9 +39,15 @@ impl Fixture {
 
     /// koordinator as one container of the pod, with `spec`, running `args`.
     pub fn koordinator(&self, spec: &str, args: &[&str]) -> Koordinator {
-        Koordinator::plain(args)
-            .env("KOORDINATOR_SPEC", spec)
+        self.container(Koordinator::plain(args), spec)
             .env("KOORDINATOR_POD_NAME", POD)
+    }
+
+    /// The pod's environment around a koordinator command line; no pod name
+    /// is set, so it comes from the podinfo directory or the hostname.
+    pub fn container(&self, k: Koordinator, spec: &str) -> Koordinator {
+        k.env("KOORDINATOR_SPEC", spec)
+            .env("KOORDINATOR_STATE_DIR", "")
             .env(
                 "KOORDINATOR_SERVICEACCOUNT_DIR",
                 self.files.serviceaccount(),
@@ -105,4 +111,97 @@ pub const STARTED: &[&str] = &["sh", "-c", "echo started; exec sleep 1000"];
 
 pub fn started_within(k: &mut Running, timeout: Duration) {
     k.expect_line("started", timeout);
+}
+
+/// Containers of one pod with no API access at all: no token, no API
+/// server address, one shared state directory (SPEC §7).
+pub struct LocalPod {
+    pub dir: PathBuf,
+}
+
+impl Default for LocalPod {
+    fn default() -> LocalPod {
+        LocalPod::new()
+    }
+}
+
+impl LocalPod {
+    pub fn new() -> LocalPod {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("koordinator-local-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("logs")).unwrap();
+        std::fs::create_dir(dir.join("state")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join("state"), std::fs::Permissions::from_mode(0o1777))
+            .unwrap();
+        LocalPod { dir }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// The environment of container `name` around a koordinator command line.
+    pub fn around(&self, k: Koordinator, name: &str, spec: &str) -> Koordinator {
+        k.env("KOORDINATOR_SPEC", spec)
+            .env("KOORDINATOR_STATE_DIR", self.state_dir())
+            .env(
+                "KOORDINATOR_SERVICEACCOUNT_DIR",
+                self.dir.join("no-serviceaccount"),
+            )
+            .env(
+                "KOORDINATOR_TERMINATION_LOG",
+                self.dir.join("logs").join(name),
+            )
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_PORT")
+    }
+
+    /// Container `name` with `spec`, running `args` (koordinator not PID 1).
+    pub fn container(&self, name: &str, spec: &str, args: &[&str]) -> Koordinator {
+        self.around(Koordinator::plain(args), name, spec)
+    }
+
+    pub fn termination_message(&self, name: &str) -> String {
+        crate::apiserver::read_or_empty(&self.dir.join("logs").join(name))
+    }
+
+    /// The record container `name` published, as text.
+    pub fn record(&self, name: &str) -> String {
+        crate::apiserver::read_or_empty(&self.state_dir().join(format!("{name}.json")))
+    }
+}
+
+impl Drop for LocalPod {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An HTTP endpoint on 127.0.0.1 that answers 503 until `ready_after`, then
+/// 200; it serves until the test process ends. Returns its port.
+pub fn readiness_endpoint(ready_after: Duration) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let ready_at = Instant::now() + ready_after;
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let answer: &[u8] = if Instant::now() >= ready_at {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            } else {
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            };
+            let _ = (&stream).write_all(answer);
+        }
+    });
+    port
 }

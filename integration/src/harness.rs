@@ -113,8 +113,35 @@ impl Koordinator {
         }
     }
 
+    /// koordinator as a plain child with its own hostname (a new UTS
+    /// namespace, needs root), as a pod's containers have.
+    pub fn with_hostname<S: AsRef<OsStr>>(hostname: &str, args: &[S]) -> Koordinator {
+        let mut command = Command::new("unshare");
+        command
+            .args([
+                "--uts",
+                "--",
+                "sh",
+                "-c",
+                "hostname \"$1\" && shift && exec \"$@\"",
+                "sh",
+            ])
+            .arg(hostname)
+            .arg(koordinator_bin())
+            .args(args);
+        Koordinator {
+            command,
+            pid1: false,
+        }
+    }
+
     pub fn env(mut self, key: &str, value: impl AsRef<OsStr>) -> Koordinator {
         self.command.env(key, value);
+        self
+    }
+
+    pub fn env_remove(mut self, key: &str) -> Koordinator {
+        self.command.env_remove(key);
         self
     }
 

@@ -10,7 +10,8 @@
 //!   --koordinator PATH        the koordinator binary images map to
 //!   --no-pid-namespaces       run containers as plain processes even as root
 //!   -q                        hide the containers' output
-//! podsim standin http-quit PORT | stamp [SECONDS]   small stand-in programs
+//! podsim standin http-quit PORT | http-ready PORT DELAY | stamp [SECONDS]
+//!                             small stand-in programs
 
 use koordinator_integration::podsim::{manifest, Options, Sim};
 use std::io::{BufRead, BufReader, Write};
@@ -63,6 +64,34 @@ fn standin(args: &[String]) -> ! {
             }
             std::process::exit(1)
         }
+        // A proxy whose readiness endpoint answers 503 for DELAY, then 200.
+        Some("http-ready") => {
+            let port: u16 = args
+                .get(1)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| usage("http-ready PORT DELAY"));
+            let ready_at =
+                std::time::Instant::now() + args.get(2).map_or(Duration::ZERO, |d| duration(d));
+            let listener = TcpListener::bind(("127.0.0.1", port)).unwrap_or_else(|e| {
+                eprintln!("cannot listen on {port}: {e}");
+                std::process::exit(1)
+            });
+            println!("proxy listening on 127.0.0.1:{port}");
+            for stream in listener.incoming().map_while(Result::ok) {
+                let mut reader = BufReader::new(&stream);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let answer: &[u8] = if std::time::Instant::now() >= ready_at {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                };
+                let _ = (&stream).write_all(answer);
+            }
+            std::process::exit(1)
+        }
         // Prints when it was exec'd, relative to podsim's start.
         Some("stamp") => {
             let t0: u64 = std::env::var("PODSIM_T0_NS")
@@ -76,7 +105,7 @@ fn standin(args: &[String]) -> ! {
             }
             std::process::exit(0)
         }
-        _ => usage("standin http-quit PORT | stamp [SECONDS]"),
+        _ => usage("standin http-quit PORT | http-ready PORT DELAY | stamp [SECONDS]"),
     }
 }
 

@@ -71,6 +71,8 @@ pub struct Manifest {
     pub namespace: String,
     pub policy: Policy,
     pub grace: Duration,
+    /// `automountServiceAccountToken` (true unless the pod says false).
+    pub automount_token: bool,
     pub containers: Vec<ContainerSpec>,
     pub volumes: Vec<(String, Volume)>,
     pub annotations: Vec<(String, String)>,
@@ -343,6 +345,7 @@ pub fn parse(yaml: &str) -> Result<Manifest, ManifestError> {
         namespace,
         policy,
         grace: seconds(&spec["terminationGracePeriodSeconds"], 30),
+        automount_token: spec["automountServiceAccountToken"].as_bool() != Some(false),
         containers,
         volumes,
         annotations: all_annotations,

@@ -3,11 +3,26 @@
 //! own PID namespace when run as root); their statuses come from those
 //! processes and their readiness probes.
 //!
-//! What differs from a kubelet, on purpose: images are not pulled (a
-//! container runs its `command`/`args` on this machine; volume mount paths in
-//! argv, env and probes are mapped to per-pod directories), restarts wait
-//! 1 s instead of the kubelet's growing back-off, and status changes are
-//! served at once instead of on the kubelet's next sync.
+//! What it does as the kubelet does (read from the kubelet's source):
+//! - init containers in order, native sidecars (init containers with
+//!   `restartPolicy: Always`) started before the next one and kept running;
+//! - restarts per `restartPolicy`, with `restartCount`;
+//! - on deletion, the pod's status is written once (with
+//!   `deletionTimestamp` and `deletionGracePeriodSeconds`), then every
+//!   regular container gets SIGTERM, native sidecars only once the regular
+//!   containers have stopped, and SIGKILL after the grace period; **no status
+//!   change is published until all containers have stopped** (the kubelet's
+//!   `syncTerminatingPod` writes the status, then `killPod` waits for every
+//!   container before the status is written again);
+//! - `automountServiceAccountToken: false` mounts no token: koordinator has
+//!   no API access, exactly as in such a cluster.
+//!
+//! What differs, on purpose: images are not pulled (a container runs its
+//! `command`/`args` on this machine; volume mount paths in argv, env and
+//! probes are mapped to per-pod directories), restarts wait 1 s instead of
+//! the kubelet's growing back-off, statuses are served at once instead of on
+//! the kubelet's next sync, all containers share the host's network
+//! namespace, and a preStop hook is not run.
 
 pub mod manifest;
 pub mod probe;
@@ -65,6 +80,8 @@ struct Exit {
     index: usize,
     generation: u32,
     code: i32,
+    /// When the process ended (not when podsim got round to it).
+    at: Instant,
 }
 
 pub struct Outcome {
@@ -83,6 +100,8 @@ pub struct Sim {
     exits: Receiver<Exit>,
     phase: String,
     deleted_at: Option<Instant>,
+    /// Native sidecars have been sent SIGTERM after a deletion.
+    sidecars_stopped: bool,
     stopping_at: Option<Instant>,
     last_status: Value,
 }
@@ -95,9 +114,11 @@ impl Sim {
         std::fs::create_dir_all(dir.join("podinfo"))?;
         let server = ApiServer::start();
         server.set_token(TOKEN, Access::OnePod(m.name.clone()));
-        std::fs::write(dir.join("serviceaccount/token"), TOKEN)?;
-        std::fs::write(dir.join("serviceaccount/ca.crt"), &server.ca_pem)?;
-        std::fs::write(dir.join("serviceaccount/namespace"), &m.namespace)?;
+        if m.automount_token {
+            std::fs::write(dir.join("serviceaccount/token"), TOKEN)?;
+            std::fs::write(dir.join("serviceaccount/ca.crt"), &server.ca_pem)?;
+            std::fs::write(dir.join("serviceaccount/namespace"), &m.namespace)?;
+        }
         std::fs::write(dir.join("podinfo/name"), &m.name)?;
         std::fs::write(dir.join("podinfo/namespace"), &m.namespace)?;
         for (name, volume) in &m.volumes {
@@ -121,6 +142,7 @@ impl Sim {
             exits,
             phase: "Pending".into(),
             deleted_at: None,
+            sidecars_stopped: false,
             stopping_at: None,
             last_status: Value::Null,
         };
@@ -211,7 +233,11 @@ impl Sim {
     }
 
     fn say(&self, line: &str) {
-        println!("+{:.4}s {line}", self.t0.elapsed().as_secs_f64());
+        self.say_at(Instant::now(), line);
+    }
+
+    fn say_at(&self, at: Instant, line: &str) {
+        println!("+{:.4}s {line}", at.duration_since(self.t0).as_secs_f64());
     }
 
     fn start(&mut self, i: usize) {
@@ -262,6 +288,7 @@ impl Sim {
                 let (tx, index, generation) = (self.exits_tx.clone(), i, c.generation);
                 std::thread::spawn(move || {
                     let code = child.wait().map_or(255, crate::harness::code_of);
+                    let at = Instant::now();
                     // A process left behind may hold the pipes open: wait a little, not forever.
                     let deadline = Instant::now() + Duration::from_millis(500);
                     for _ in 0..2 {
@@ -274,6 +301,7 @@ impl Sim {
                         index,
                         generation,
                         code,
+                        at,
                     });
                 });
                 c.pid = if opts_pidns { None } else { Some(pid) };
@@ -345,7 +373,10 @@ impl Sim {
         if e.generation != c.generation {
             return;
         }
-        c.state = State::Terminated { code: e.code };
+        // A container the kubelet SIGKILLed reports 137. (util-linux's
+        // `unshare --fork` exits 1 instead of re-raising SIGKILL.)
+        let code = if c.killed { 137 } else { e.code };
+        c.state = State::Terminated { code };
         c.pid = None;
         c.unshare_pid = None;
         let message = std::fs::read_to_string(&c.termination_log).unwrap_or_default();
@@ -364,13 +395,13 @@ impl Sim {
             && match (c.spec.kind, self.m.policy) {
                 (Kind::Sidecar, _) | (Kind::Regular, Policy::Always) => true,
                 (_, Policy::Never) => false,
-                (_, _) => e.code != 0,
+                (_, _) => code != 0,
             };
         let name = c.spec.name.clone();
         if restart {
             c.restart_at = Some(Instant::now() + RESTART_DELAY);
         }
-        self.say(&format!("{name} terminated exit={}{killed}{why}", e.code));
+        self.say_at(e.at, &format!("{name} terminated exit={code}{killed}{why}"));
         if restart {
             self.say(&format!(
                 "{name} will restart in {}s ({})",
@@ -502,24 +533,35 @@ impl Sim {
                "containerStatuses": of(&[Kind::Regular])})
     }
 
+    /// Serves the current status. While a deleted pod's containers are
+    /// being stopped, nothing is published: the kubelet writes the status
+    /// once, then waits for every container before it writes it again.
     fn publish(&mut self) {
-        let status = self.status();
-        if status == self.last_status && self.deleted_at.is_none() {
+        if self.deleted_at.is_some() && !self.running().is_empty() {
             return;
         }
-        let changed = status != self.last_status;
-        self.last_status = status.clone();
-        let deleting = self.deleted_at.is_some();
-        if changed || deleting {
-            let (ns, name) = (self.m.namespace.clone(), self.m.name.clone());
-            let deletion = self.deleted_at.map(|_| "2026-11-24T00:00:30Z");
-            self.server.modify_pod(&ns, &name, |pod| {
-                pod["status"] = status;
-                if let Some(ts) = deletion {
-                    pod["metadata"]["deletionTimestamp"] = json!(ts);
-                }
-            });
+        let status = self.status();
+        if status == self.last_status {
+            return;
         }
+        self.last_status = status.clone();
+        let (ns, name) = (self.m.namespace.clone(), self.m.name.clone());
+        self.server
+            .modify_pod(&ns, &name, |pod| pod["status"] = status);
+    }
+
+    /// The deletion as the API server and the kubelet write it: the
+    /// deletion fields and the status of that moment, in one update.
+    fn publish_deletion(&mut self) {
+        let status = self.status();
+        self.last_status = status.clone();
+        let (ns, name) = (self.m.namespace.clone(), self.m.name.clone());
+        let grace = self.m.grace.as_secs();
+        self.server.modify_pod(&ns, &name, |pod| {
+            pod["status"] = status;
+            pod["metadata"]["deletionTimestamp"] = json!("2026-11-24T00:00:30Z");
+            pod["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+        });
     }
 
     fn running(&self) -> Vec<usize> {
@@ -547,11 +589,32 @@ impl Sim {
             let now = Instant::now();
             if delete_at.is_some_and(|t| t <= now) && self.deleted_at.is_none() {
                 self.deleted_at = Some(now);
-                self.say("pod deleted: SIGTERM to every container");
+                self.publish_deletion();
+                self.say("pod deleted: SIGTERM to every container but native sidecars");
                 for i in self.running() {
-                    self.signal(i, libc::SIGTERM);
+                    if self.containers[i].spec.kind != Kind::Sidecar {
+                        self.signal(i, libc::SIGTERM);
+                    }
                 }
                 kill_at = Some(now + self.m.grace);
+            }
+            // Native sidecars are stopped once the regular containers have.
+            if self.deleted_at.is_some() && !self.sidecars_stopped {
+                let regular_running = self
+                    .running()
+                    .iter()
+                    .any(|i| self.containers[*i].spec.kind != Kind::Sidecar);
+                if !regular_running {
+                    self.sidecars_stopped = true;
+                    let sidecars: Vec<usize> = self.running();
+                    for i in sidecars.into_iter().rev() {
+                        self.say(&format!(
+                            "{} stopped by the kubelet (regular containers done)",
+                            self.containers[i].spec.name
+                        ));
+                        self.signal(i, libc::SIGTERM);
+                    }
+                }
             }
             self.advance();
             for i in self.running() {

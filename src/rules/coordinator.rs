@@ -2,19 +2,31 @@
 //!
 //! `step(event, now)` returns the actions to take; it does no I/O, reads no
 //! clock and touches no global, so each rule is a table test that runs in
-//! microseconds. The event loop (`runtime.rs`) turns file descriptors into
-//! events and actions into system calls. Because a pod snapshot is evaluated
-//! in constant work and never waits on anything, no burst of updates at any
-//! moment can block or deadlock it.
+//! microseconds. The event loop (`init/event_loop.rs`) turns file
+//! descriptors into events and actions into system calls.
+//!
+//! The rules read facts about the containers this one depends on
+//! (`facts.rs`), whichever source reported them: the API server's pod
+//! status, or the records other koordinators publish in the shared state
+//! directory. Probes report whether they have passed. Because each event is
+//! evaluated in constant work and never waits on anything, no burst of
+//! updates at any moment can block or deadlock it.
 
-use crate::pod::{self, Pod};
-use crate::signals::{self, Rewrites};
-use crate::spec::{Condition, HttpQuit, Spec, StopAction, StopOn};
+use crate::init::signals::{self, Rewrites};
+use crate::rules::facts::{self, Observation, Source};
+use crate::rules::pod::{self, Pod};
+use crate::rules::spec::{Condition, Dependency, HttpQuit, Spec, StopAction, StopOn};
 use log::{Level, LevelFilter};
 use std::time::{Duration, Instant};
 
 /// How long the API server may refuse us before the command has started.
 pub const AUTH_FAILURE_LIMIT: Duration = Duration::from_secs(60);
+/// How often a waiting koordinator says what it still waits for.
+pub const WAIT_LOG_EVERY: Duration = Duration::from_secs(30);
+/// A held `termSignal` is forwarded this long before the kubelet's SIGKILL
+/// at the latest (half the grace period when that is shorter), so that the
+/// command can still stop gracefully.
+pub const HOLD_MARGIN: Duration = Duration::from_secs(5);
 
 /// Everything the coordinator is told up front.
 #[derive(Clone, Debug)]
@@ -30,12 +42,22 @@ pub struct Config {
     /// Messages above this level are not even formatted: signals and exits
     /// are the hot path of an init.
     pub log_level: LevelFilter,
+    /// Named dependencies are followed through the API: the command starts
+    /// only after the first pod snapshot has been checked.
+    pub api: bool,
+    /// A state directory exists: publish this container's state there.
+    pub publish: bool,
 }
 
 #[derive(Debug)]
 pub enum Event {
+    /// A pod snapshot from the API server.
     Pod(Box<Pod>),
-    /// The API server refused us: 401, 403, our pod not found, or no credentials.
+    /// A container's record in the state directory changed.
+    Record(String, Observation),
+    /// The probe `index` (among the spec's probes) passed, or failed with a reason.
+    Probe(usize, Result<(), String>),
+    /// The API server refused us: 401, 403, our pod not found.
     ApiRefused(String),
     /// A signal from outside, as received (before rewriting).
     Signal(i32),
@@ -46,6 +68,14 @@ pub enum Event {
     /// The deadline from `next_deadline` may have passed.
     Timer,
     HttpQuitDone(Result<(), String>),
+}
+
+/// This container's state, as published in the state directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Published {
+    Waiting,
+    Running,
+    Exited(i32),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +89,8 @@ pub enum Action {
     /// One line for the termination log, saying why koordinator decided the outcome.
     Report(String),
     Log(Level, String),
+    /// Publish this container's state, under its name, in the state directory.
+    Publish(String, Published),
     Exit(i32),
 }
 
@@ -69,8 +101,9 @@ enum Phase {
     Running {
         /// `termSignal` from outside, to be forwarded at this time (`stopDelay`).
         delayed_term: Option<Instant>,
-        /// `termSignal` from outside, held until the stop dependencies exit.
-        held_term: bool,
+        /// `termSignal` from outside, held until the stop dependencies exit:
+        /// when it arrived, and which signal it was.
+        held_term: Option<(Instant, i32)>,
     },
     /// A stop-dependency stop is under way.
     Stopping {
@@ -85,47 +118,97 @@ enum Phase {
     Done,
 }
 
+#[derive(Debug, Default)]
+struct ProbeState {
+    passed: bool,
+    last_error: Option<String>,
+}
+
 #[derive(Debug)]
 pub struct Coordinator {
     config: Config,
     phase: Phase,
     validated: bool,
+    /// The first pod snapshot has arrived (or the API is not used).
+    api_seen: bool,
+    pod_finished: bool,
+    /// The kubelet's grace period for this pod, when the API told it.
+    grace: Option<Duration>,
+    containers: Vec<facts::Container>,
+    probes: Vec<ProbeState>,
+    /// This container's name, from the spec or learned from the pod.
+    name: Option<String>,
+    published: Published,
     start_deadline: Option<Instant>,
+    next_wait_log: Option<Instant>,
     auth_failing_since: Option<Instant>,
     last_auth_error: String,
-    /// Start dependencies that did not hold in the last snapshot.
+    /// What the last evaluation still waited for.
     missing: Vec<String>,
 }
 
 impl Coordinator {
-    pub fn new(config: Config, now: Instant) -> (Coordinator, Vec<Action>) {
-        let uses_api = config.spec.uses_api();
-        let start_deadline = config.spec.start_timeout.map(|t| now + t);
-        let missing = if uses_api {
-            vec!["the first pod snapshot".to_string()]
-        } else {
-            Vec::new()
-        };
+    /// A coordinator, with what the state directory held at start-up.
+    pub fn new(
+        config: Config,
+        now: Instant,
+        records: Vec<(String, Observation)>,
+    ) -> (Coordinator, Vec<Action>) {
+        let policy = config.spec.local_restart_policy();
+        let containers = config
+            .spec
+            .named_deps()
+            .into_iter()
+            .map(|n| facts::Container::new(n, policy))
+            .collect();
+        let probes = config
+            .spec
+            .probes()
+            .map(|_| ProbeState::default())
+            .collect();
+        let waits = config.spec.coordinates();
         let mut c = Coordinator {
+            api_seen: !config.api,
+            name: config.spec.name.clone(),
+            start_deadline: config.spec.start_timeout.map(|t| now + t),
+            next_wait_log: waits.then_some(now + WAIT_LOG_EVERY),
             config,
             phase: Phase::Waiting,
             validated: false,
-            start_deadline,
+            pod_finished: false,
+            grace: None,
+            containers,
+            probes,
+            published: Published::Waiting,
             auth_failing_since: None,
             last_auth_error: String::new(),
-            missing,
+            missing: Vec::new(),
         };
-        let mut actions = Vec::new();
-        if !uses_api {
-            c.start(&mut actions);
+        let mut out = Vec::new();
+        c.publish(Published::Waiting, &mut out);
+        for (name, observation) in records {
+            c.observe(Source::StateDir, &name, observation);
         }
-        (c, actions)
+        c.evaluate(now, &mut out);
+        if matches!(c.phase, Phase::Waiting) && !c.missing.is_empty() {
+            let missing = c.missing.join(", ");
+            note(c.config.log_level, &mut out, Level::Info, || {
+                format!("waiting for {missing}")
+            });
+        }
+        (c, out)
     }
 
     pub fn step(&mut self, event: Event, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
         match event {
             Event::Pod(pod) => self.on_pod(&pod, now, &mut out),
+            Event::Record(name, observation) => {
+                if self.observe(Source::StateDir, &name, observation) {
+                    self.evaluate(now, &mut out);
+                }
+            }
+            Event::Probe(index, result) => self.on_probe(index, result, now, &mut out),
             Event::ApiRefused(message) => {
                 if matches!(self.phase, Phase::Waiting) {
                     self.auth_failing_since.get_or_insert(now);
@@ -161,13 +244,33 @@ impl Coordinator {
         match self.phase {
             Phase::Waiting => {
                 let auth = self.auth_failing_since.map(|t| t + AUTH_FAILURE_LIMIT);
-                [self.start_deadline, auth].into_iter().flatten().min()
+                [self.start_deadline, auth, self.next_wait_log]
+                    .into_iter()
+                    .flatten()
+                    .min()
             }
-            Phase::Running { delayed_term, .. } => delayed_term,
+            Phase::Running {
+                delayed_term,
+                held_term,
+            } => [
+                delayed_term,
+                held_term.and_then(|h| self.hold_deadline(h.0)),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
             Phase::Stopping { kill_at, killed } => (!killed).then_some(kill_at),
             Phase::Draining { until, .. } => Some(until),
             Phase::Done => None,
         }
+    }
+
+    /// When a `termSignal` held since `since` must be forwarded, so that the
+    /// command can stop before the kubelet's SIGKILL; `None` when the grace
+    /// period is unknown (no API).
+    fn hold_deadline(&self, since: Instant) -> Option<Instant> {
+        let grace = self.grace?;
+        Some(since + grace - HOLD_MARGIN.min(grace / 2))
     }
 
     /// True once the command has been started (koordinator no longer bails out).
@@ -175,16 +278,25 @@ impl Coordinator {
         !matches!(self.phase, Phase::Waiting)
     }
 
+    fn publish(&mut self, state: Published, out: &mut Vec<Action>) {
+        self.published = state;
+        if let (true, Some(name)) = (self.config.publish, &self.name) {
+            out.push(Action::Publish(name.clone(), state));
+        }
+    }
+
     fn start(&mut self, out: &mut Vec<Action>) {
         self.phase = Phase::Running {
             delayed_term: None,
-            held_term: false,
+            held_term: None,
         };
         out.push(Action::Spawn);
+        self.publish(Published::Running, out);
     }
 
     fn exit(&mut self, code: i32, out: &mut Vec<Action>) {
         self.phase = Phase::Done;
+        self.publish(Published::Exited(code), out);
         out.push(Action::Exit(code));
     }
 
@@ -195,17 +307,75 @@ impl Coordinator {
         self.exit(code, out);
     }
 
+    /// Records what a source saw of a container; returns whether it changed.
+    fn observe(&mut self, source: Source, name: &str, observation: Observation) -> bool {
+        match self.containers.iter_mut().find(|c| c.name == name) {
+            Some(c) => c.observe(source, observation),
+            None => false,
+        }
+    }
+
+    fn container(&self, name: &str) -> Option<&facts::Container> {
+        self.containers.iter().find(|c| c.name == name)
+    }
+
     fn on_pod(&mut self, pod: &Pod, now: Instant, out: &mut Vec<Action>) {
         self.auth_failing_since = None;
         if !self.validated {
             self.validated = true;
-            if let Err(e) = pod::validate(pod, &self.config.spec, &self.config.spec_text) {
-                if !self.started() {
+            match pod::validate(pod, &self.config.spec, &self.config.spec_text) {
+                Err(e) if !self.started() => {
                     return self.decide(Level::Error, format!("configuration error: {e}"), 2, out);
+                }
+                Err(_) => {}
+                Ok(me) => {
+                    if self.name.is_none() && me.is_some() {
+                        self.name = me;
+                        let state = self.published;
+                        self.publish(state, out);
+                    }
                 }
             }
         }
-        let exited = self.exited_stop_deps(pod);
+        self.api_seen = true;
+        self.pod_finished = pod.is_finished();
+        self.grace = Some(pod.grace_period());
+        for c in &mut self.containers {
+            c.policy = pod.restart_policy(&c.name);
+            if let Some(observation) = pod.observe(&c.name) {
+                c.observe(Source::Api, observation);
+            }
+        }
+        self.evaluate(now, out);
+    }
+
+    fn on_probe(
+        &mut self,
+        index: usize,
+        result: Result<(), String>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(probe) = self.probes.get_mut(index) else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                if !probe.passed {
+                    probe.passed = true;
+                    self.evaluate(now, out);
+                }
+            }
+            Err(e) => {
+                probe.last_error = Some(e);
+                self.evaluate(now, out);
+            }
+        }
+    }
+
+    /// Applies the rules to what is known now.
+    fn evaluate(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let exited = self.exited_stop_deps();
         match self.phase {
             Phase::Waiting => {
                 if let Some(names) = exited {
@@ -216,36 +386,37 @@ impl Coordinator {
                     return self.decide(Level::Info, reason, code, out);
                 }
                 for dep in &self.config.spec.start_deps {
-                    if dep.condition != Condition::Completed {
+                    let Some((name, Condition::Completed)) = dep.container() else {
                         continue;
-                    }
-                    if let Some(code) = pod.failed_for_good(&dep.name) {
+                    };
+                    let failed = self
+                        .container(name)
+                        .and_then(|c| c.failed_for_good(self.pod_finished));
+                    if let Some(code) = failed {
                         let reason = format!(
-                            "start dependency {:?} terminated with exit code {code} and will not be restarted, so it can never complete; not starting the command",
-                            dep.name
+                            "start dependency {name:?} terminated with exit code {code} and will not be restarted, so it can never complete; not starting the command"
                         );
                         return self.decide(Level::Error, reason, 1, out);
                     }
                 }
-                self.missing = self
-                    .config
-                    .spec
-                    .start_deps
-                    .iter()
-                    .filter(|d| !pod.holds(d))
-                    .map(|d| format!("{} ({})", d.name, d.condition.as_str()))
-                    .collect();
+                let missing = self.missing_start_deps();
+                if missing != self.missing && !missing.is_empty() {
+                    note(self.config.log_level, out, Level::Debug, || {
+                        format!("waiting for {}", missing.join(", "))
+                    });
+                }
+                self.missing = missing;
                 if self.missing.is_empty() {
-                    if !self.config.spec.start_deps.is_empty() {
+                    if self.config.spec.coordinates() {
                         note(self.config.log_level, out, Level::Info, || {
-                            "start dependencies hold; starting the command".into()
+                            if self.config.spec.start_deps.is_empty() {
+                                "starting the command".into()
+                            } else {
+                                "start dependencies hold; starting the command".into()
+                            }
                         });
                     }
                     self.start(out);
-                } else {
-                    note(self.config.log_level, out, Level::Debug, || {
-                        format!("waiting for {}", self.missing.join(", "))
-                    });
                 }
             }
             Phase::Running { .. } => {
@@ -257,13 +428,47 @@ impl Coordinator {
         }
     }
 
+    /// The start dependencies that do not hold, described for the log.
+    fn missing_start_deps(&self) -> Vec<String> {
+        let mut missing = Vec::new();
+        if !self.api_seen {
+            missing.push("the first pod snapshot".to_string());
+        }
+        let mut probe_index = 0;
+        for dep in &self.config.spec.start_deps {
+            match dep {
+                Dependency::Container { name, condition } => {
+                    let c = self.container(name);
+                    if !c.is_some_and(|c| c.holds(*condition)) {
+                        let now = c.map_or("nothing seen yet".into(), |c| c.describe());
+                        missing.push(format!("{name} ({}; now {now})", condition.as_str()));
+                    }
+                }
+                Dependency::Probe(p) => {
+                    let state = &self.probes[probe_index];
+                    probe_index += 1;
+                    if !state.passed {
+                        missing.push(match &state.last_error {
+                            Some(e) => format!("{} (last attempt: {e})", p.target),
+                            None => format!("{} (not tried yet)", p.target),
+                        });
+                    }
+                }
+            }
+        }
+        missing
+    }
+
     /// The stop dependencies that have exited for good, when that is enough
     /// under `stopOn`; `None` while the command should keep running.
-    fn exited_stop_deps(&self, pod: &Pod) -> Option<String> {
+    fn exited_stop_deps(&self) -> Option<String> {
         let deps = &self.config.spec.stop_deps;
         let exited: Vec<&str> = deps
             .iter()
-            .filter(|d| pod.exited_for_good(d))
+            .filter(|d| {
+                self.container(d)
+                    .is_some_and(|c| c.exited_for_good(self.pod_finished).is_some())
+            })
             .map(String::as_str)
             .collect();
         let enough = match self.config.spec.stop_on {
@@ -306,6 +511,7 @@ impl Coordinator {
         // `termSignal: SIGQUIT`, for images whose stop signal is TERM).
         let is_term =
             signal == spec.term_signal || self.config.rewrites.apply(signal) == spec.term_signal;
+        let grace = self.grace;
         match &mut self.phase {
             Phase::Waiting => {
                 if is_term || signal == libc::SIGTERM || signal == libc::SIGINT {
@@ -330,11 +536,19 @@ impl Coordinator {
                 held_term,
             } if is_term => {
                 if !spec.stop_deps.is_empty() && spec.term_waits_for_stop_deps {
-                    if !*held_term {
-                        *held_term = true;
+                    if held_term.is_none() {
+                        *held_term = Some((now, signal));
                         note(self.config.log_level, out, Level::Info, || {
+                            let until = match grace {
+                                Some(g) => format!(
+                                    ", {} at most (the pod's grace period is {})",
+                                    humantime::format_duration(g - HOLD_MARGIN.min(g / 2)),
+                                    humantime::format_duration(g)
+                                ),
+                                None => String::new(),
+                            };
                             format!(
-                                "holding {} until stop dependencies {} have exited (termWaitsForStopDeps)",
+                                "holding {} until stop dependencies {} have exited (termWaitsForStopDeps){until}",
                                 signals::name(signal),
                                 spec.stop_deps.join(", ")
                             )
@@ -389,6 +603,13 @@ impl Coordinator {
 
     fn on_timer(&mut self, now: Instant, out: &mut Vec<Action>) {
         let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        let hold_deadline = match self.phase {
+            Phase::Running {
+                held_term: Some((since, _)),
+                ..
+            } => self.hold_deadline(since),
+            _ => None,
+        };
         match &mut self.phase {
             Phase::Waiting if due(self.start_deadline) => {
                 let timeout = self.config.spec.start_timeout.unwrap_or_default();
@@ -406,6 +627,27 @@ impl Coordinator {
                     self.last_auth_error
                 );
                 self.decide(Level::Error, reason, 1, out);
+            }
+            Phase::Waiting if due(self.next_wait_log) => {
+                self.next_wait_log = Some(now + WAIT_LOG_EVERY);
+                let missing = self.missing.join(", ");
+                note(self.config.log_level, out, Level::Info, || {
+                    format!("still waiting for {missing}")
+                });
+            }
+            Phase::Running {
+                held_term: held @ Some(_),
+                ..
+            } if due(hold_deadline) => {
+                let (_, signal) = held.take().unwrap_or((now, self.config.spec.term_signal));
+                let deps = self.config.spec.stop_deps.join(", ");
+                note(self.config.log_level, out, Level::Warn, || {
+                    format!(
+                        "forwarding {} now: stop dependencies {deps} have not been seen exiting, and the kubelet's grace period ends soon",
+                        signals::name(signal)
+                    )
+                });
+                self.forward(signal, out);
             }
             Phase::Running { delayed_term, .. } if due(*delayed_term) => {
                 *delayed_term = None;
@@ -483,13 +725,16 @@ mod tests {
             let config = Config {
                 rewrites: spec.rewrite_signals.clone(),
                 success_codes: [cli_success, &spec.success_exit_codes].concat(),
+                api: !spec.named_deps().is_empty(),
                 spec,
                 spec_text: spec_text.to_string(),
                 orphan_grace,
                 log_level: LevelFilter::Trace,
+                publish: false,
             };
             let t0 = Instant::now();
-            let (c, initial) = Coordinator::new(config, t0);
+            let (c, mut initial) = Coordinator::new(config, t0, Vec::new());
+            initial.retain(|a| !matches!(a, Log(..)));
             assert!(initial.is_empty() || initial == [Spawn], "{initial:?}");
             let mut sim = Sim {
                 c,
@@ -800,7 +1045,7 @@ mod tests {
         assert_eq!(a.last(), Some(&Exit(1)));
         assert_eq!(
             reports(&a),
-            ["start dependencies did not hold within startTimeout 2s: still waiting for proxy (ready); not starting the command"]
+            ["start dependencies did not hold within startTimeout 2s: still waiting for proxy (ready; now running); not starting the command"]
         );
     }
 
@@ -863,7 +1108,11 @@ mod tests {
         s.set("main", running());
         s.pod();
         assert_eq!(s.signal(libc::SIGTERM), [], "held while main runs");
-        assert_eq!(s.c.next_deadline(), None);
+        assert_eq!(
+            s.deadline_ms(),
+            Some(25_000),
+            "at most until 5 s before the kubelet's SIGKILL (grace 30 s)"
+        );
         s.set("main", exited(0));
         assert_eq!(without_reports(s.pod()), [Signal(libc::SIGTERM)]);
         assert_eq!(s.exit(143), [Exit(0)]);
@@ -963,8 +1212,9 @@ mod tests {
     fn auth_failures_for_60s_before_start_exit_1() {
         let mut s = Sim::new(SEED_MAIN);
         assert_eq!(s.send(Event::ApiRefused("403 Forbidden".into())), []);
-        assert_eq!(s.deadline_ms(), Some(60_000));
+        assert_eq!(s.deadline_ms(), Some(30_000), "first, a wait-log line");
         s.at(30_000).send(Event::ApiRefused("403 Forbidden".into()));
+        assert_eq!(s.timer(), [], "the wait log only");
         assert_eq!(
             s.deadline_ms(),
             Some(60_000),
@@ -981,7 +1231,7 @@ mod tests {
         s.send(Event::ApiRefused("401".into()));
         s.at(10_000).set("proxy", running());
         s.pod();
-        assert_eq!(s.c.next_deadline(), None);
+        assert_eq!(s.deadline_ms(), Some(30_000), "the wait log's only");
         assert_eq!(s.at(70_000).timer(), []);
     }
 

@@ -116,7 +116,7 @@ pub fn signal(pid: i32, group: bool, signal: i32) {
         if err.raw_os_error() != Some(libc::ESRCH) {
             log::warn!(
                 "could not send {} to pid {target}: {err}",
-                crate::signals::name(signal)
+                crate::init::signals::name(signal)
             );
         }
     }

@@ -1,12 +1,15 @@
-//! The event loop: one thread, one mio poll over a signalfd and a waker.
+//! The event loop: one thread, one mio poll over a signalfd, a waker for the
+//! other threads (the API source, probes, an HTTP quit), and the state
+//! directory's inotify descriptor.
 //!
 //! It only translates: readable fds and expired deadlines become coordinator
 //! events, coordinator actions become system calls. Every rule lives in
-//! `coordinator.rs`.
+//! `rules/coordinator.rs`.
 
-use crate::child::{self, Inherited};
-use crate::coordinator::{Action, Coordinator, Event};
-use crate::spec::HttpQuit;
+use crate::init::child::{self, Inherited};
+use crate::rules::coordinator::{Action, Coordinator, Event, Published};
+use crate::rules::spec::HttpQuit;
+use crate::sources::state_dir::{Publisher, Reader};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -21,6 +24,7 @@ use std::time::Instant;
 
 const SIGNALS: Token = Token(0);
 const WAKER: Token = Token(1);
+const STATE_DIR: Token = Token(2);
 
 /// How other threads (the API watcher, an HTTP quit) hand events to the loop.
 #[derive(Clone)]
@@ -43,6 +47,10 @@ pub struct Setup {
     pub inherited: Inherited,
     /// Where `Action::Report` lines go; `None` when the default path is absent.
     pub termination_log: Option<PathBuf>,
+    /// The state directory, when there is one: where `Action::Publish` goes.
+    pub state_dir: Option<PathBuf>,
+    /// Follows the records of the containers this one depends on.
+    pub reader: Option<Reader>,
 }
 
 struct Loop {
@@ -50,19 +58,22 @@ struct Loop {
     child: Option<i32>,
     draining: bool,
     notifier: Notifier,
+    publisher: Option<Publisher>,
+    /// Publishing failed once; it is not tried again.
+    publish_failed: bool,
 }
 
 /// Runs until the coordinator exits; returns the exit code.
-/// `start_watcher` is called once, after the signals are blocked and the
-/// notifier exists, to start the API watcher thread when one is needed.
+/// `start_sources` is called once, after the signals are blocked and the
+/// notifier exists, to start the threads of the API and probe sources.
 pub fn run(
     coordinator: (Coordinator, Vec<Action>),
     setup: Setup,
-    start_watcher: impl FnOnce(Notifier) -> io::Result<()>,
+    start_sources: impl FnOnce(Notifier) -> io::Result<()>,
 ) -> io::Result<i32> {
     let mut poll = Poll::new()?;
     let mut signal_fd = SignalFd::with_flags(
-        &crate::signals::handled_set(),
+        &crate::init::signals::handled_set(),
         SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
     )
     .map_err(io::Error::from)?;
@@ -72,9 +83,13 @@ pub fn run(
         Interest::READABLE,
     )?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    if let Some(reader) = &setup.reader {
+        poll.registry()
+            .register(&mut SourceFd(&reader.fd()), STATE_DIR, Interest::READABLE)?;
+    }
     let (tx, rx) = mpsc::channel();
     let notifier = Notifier { tx, waker };
-    start_watcher(notifier.clone())?;
+    start_sources(notifier.clone())?;
 
     let (mut coordinator, initial) = coordinator;
     let mut lp = Loop {
@@ -82,6 +97,8 @@ pub fn run(
         child: None,
         draining: false,
         notifier,
+        publisher: None,
+        publish_failed: false,
     };
     if let ControlFlow::Break(code) = lp.perform(&mut coordinator, initial) {
         return Ok(code);
@@ -133,6 +150,11 @@ impl Loop {
         if child_changed {
             self.reap(c)?;
         }
+        if let Some(reader) = &mut self.setup.reader {
+            for (name, observation) in reader.read() {
+                self.feed(c, Event::Record(name, observation))?;
+            }
+        }
         while let Ok(event) = rx.try_recv() {
             self.feed(c, event)?;
         }
@@ -176,7 +198,11 @@ impl Loop {
                     Err(e) => {
                         log::error!("{e}");
                         self.report(&e.to_string());
-                        return ControlFlow::Break(e.exit_code());
+                        let code = e.exit_code();
+                        if let Some(p) = &mut self.publisher {
+                            let _ = p.publish(Published::Exited(code));
+                        }
+                        return ControlFlow::Break(code);
                     }
                 },
                 Action::Signal(signal) => {
@@ -207,6 +233,7 @@ impl Loop {
                 }
                 Action::Report(line) => self.report(&line),
                 Action::Log(level, message) => log::log!(level, "{message}"),
+                Action::Publish(name, state) => self.publish(&name, state),
                 Action::Exit(code) => return ControlFlow::Break(code),
             }
         }
@@ -216,6 +243,42 @@ impl Loop {
     fn report(&self, line: &str) {
         if let Some(path) = &self.setup.termination_log {
             write_termination_log(path, line);
+        }
+    }
+
+    /// Publishes this container's state; the lock is taken at the first
+    /// record. A failure is logged once and never ends koordinator.
+    fn publish(&mut self, name: &str, state: Published) {
+        let Some(dir) = &self.setup.state_dir else {
+            return;
+        };
+        if self.publish_failed {
+            return;
+        }
+        if !matches!(&self.publisher, Some(p) if p.name() == name) {
+            match Publisher::open(dir, name) {
+                Ok(p) => {
+                    log::debug!(
+                        "publishing the state of container {name:?} in {} (restart {})",
+                        dir.display(),
+                        p.restart()
+                    );
+                    self.publisher = Some(p);
+                }
+                Err(e) => {
+                    self.publish_failed = true;
+                    log::warn!("cannot publish this container's state: {e}; containers that follow it through the state directory will not see it");
+                    return;
+                }
+            }
+        }
+        if let Some(p) = &mut self.publisher {
+            if let Err(e) = p.publish(state) {
+                self.publish_failed = true;
+                log::warn!(
+                    "{e}; containers that follow it through the state directory will not see it"
+                );
+            }
         }
     }
 }
@@ -229,7 +292,7 @@ pub fn write_termination_log(path: &std::path::Path, line: &str) {
         .truncate(true)
         .open(path);
     if let Ok(mut f) = file {
-        let _ = writeln!(f, "koordinator: {line}");
+        let _ = writeln!(f, "koordinator: {}", crate::logger::redact(line));
     }
 }
 
@@ -252,26 +315,20 @@ fn signal_orphans(signal: i32) {
 /// `whenStopDepExited.http`: a request to the sidecar on 127.0.0.1.
 fn http_quit(quit: &HttpQuit) -> Result<(), String> {
     let url = format!("http://127.0.0.1:{}{}", quit.port, quit.path);
-    let agent = ureq::Agent::new_with_config(
-        ureq::config::Config::builder()
-            .proxy(None)
-            .http_status_as_error(false)
-            .timeout_global(Some(quit.timeout))
-            .build(),
-    );
-    let request = ureq::http::Request::builder()
-        .method(quit.method.as_str())
-        .uri(&url)
-        .body(())
-        .map_err(|e| e.to_string())?;
     log::info!("sending {} {url}", quit.method);
-    let response = agent
-        .run(request)
-        .map_err(|e| format!("{} {url}: {e}", quit.method))?;
-    let status = response.status();
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(format!("{} {url} answered {status}", quit.method))
+    match crate::client::http::plain_request(
+        &quit.method,
+        "127.0.0.1",
+        quit.port,
+        &quit.path,
+        quit.timeout,
+    ) {
+        Ok(status) if (200..300).contains(&status) => Ok(()),
+        Ok(status) => Err(format!("{} {url} answered {status}", quit.method)),
+        Err(e) => Err(format!(
+            "{} {url}: {}",
+            quit.method,
+            crate::sources::probes::describe(&e, quit.timeout)
+        )),
     }
 }

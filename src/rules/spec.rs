@@ -4,8 +4,10 @@
 //! so that every error names the field at fault (`startDeps[1].condition`)
 //! and a misspelt field gets a suggestion instead of serde's generic list.
 
-use crate::signals::{self, Rewrites};
+use crate::init::signals::{self, Rewrites};
+use crate::rules::facts::RestartPolicy;
 use serde_json::{json, Map, Value};
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub const ENV: &str = "KOORDINATOR_SPEC";
@@ -30,10 +32,98 @@ impl Condition {
     }
 }
 
+/// A start dependency: another container of the pod, or a local probe.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Dependency {
-    pub name: String,
-    pub condition: Condition,
+pub enum Dependency {
+    Container { name: String, condition: Condition },
+    Probe(Probe),
+}
+
+impl Dependency {
+    /// The container's name, for a container dependency.
+    pub fn container(&self) -> Option<(&str, Condition)> {
+        match self {
+            Dependency::Container { name, condition } => Some((name, *condition)),
+            Dependency::Probe(_) => None,
+        }
+    }
+
+    /// How logs and messages name it: `proxy (ready)`, `http://127.0.0.1:9090/ready`.
+    pub fn describe(&self) -> String {
+        match self {
+            Dependency::Container { name, condition } => format!("{name} ({})", condition.as_str()),
+            Dependency::Probe(p) => p.target.to_string(),
+        }
+    }
+}
+
+/// A local probe (SPEC §7.1): holds once an attempt succeeds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub target: ProbeTarget,
+    /// Time between attempts.
+    pub period: Duration,
+    /// Time allowed for one attempt.
+    pub timeout: Duration,
+}
+
+pub const DEFAULT_PROBE_PERIOD: Duration = Duration::from_millis(250);
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeTarget {
+    /// A TCP connection to `host:port` succeeds.
+    Tcp { host: String, port: u16 },
+    /// A GET of `http://host:port/path` answers 2xx.
+    Http {
+        host: String,
+        port: u16,
+        path: String,
+    },
+    /// The path exists.
+    File(PathBuf),
+}
+
+impl std::fmt::Display for ProbeTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = |h: &str| {
+            if h.contains(':') {
+                format!("[{h}]")
+            } else {
+                h.to_string()
+            }
+        };
+        match self {
+            ProbeTarget::Tcp { host: h, port } => write!(f, "tcp {}:{port}", host(h)),
+            ProbeTarget::Http {
+                host: h,
+                port,
+                path,
+            } => {
+                write!(f, "http://{}:{port}{path}", host(h))
+            }
+            ProbeTarget::File(path) => write!(f, "file {}", path.display()),
+        }
+    }
+}
+
+/// Where named dependencies are followed (SPEC §7.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceChoice {
+    /// The API when credentials exist, else the state directory.
+    Auto,
+    Api,
+    Local,
+}
+
+impl SourceChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceChoice::Auto => "auto",
+            SourceChoice::Api => "api",
+            SourceChoice::Local => "local",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +148,12 @@ pub enum StopAction {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Spec {
+    /// This container's name, for publishing its state (SPEC §7.2).
+    pub name: Option<String>,
+    /// The pod's restart policy, for following containers without the API.
+    /// `None`: not given (Never without the API; the pod's own with it).
+    pub restart_policy: Option<RestartPolicy>,
+    pub source: SourceChoice,
     pub start_deps: Vec<Dependency>,
     pub start_timeout: Option<Duration>,
     pub stop_deps: Vec<String>,
@@ -78,6 +174,9 @@ pub struct Spec {
 impl Default for Spec {
     fn default() -> Spec {
         Spec {
+            name: None,
+            restart_policy: None,
+            source: SourceChoice::Auto,
             start_deps: Vec::new(),
             start_timeout: None,
             stop_deps: Vec::new(),
@@ -106,6 +205,9 @@ impl std::fmt::Display for SpecError {
 }
 
 const FIELDS: &[&str] = &[
+    "name",
+    "restartPolicy",
+    "source",
     "startDeps",
     "startTimeout",
     "stopDeps",
@@ -122,9 +224,38 @@ const FIELDS: &[&str] = &[
 ];
 
 impl Spec {
-    /// True when the spec needs the Kubernetes API at all.
-    pub fn uses_api(&self) -> bool {
+    /// True when the spec coordinates anything (a plain init otherwise).
+    pub fn coordinates(&self) -> bool {
         !self.start_deps.is_empty() || !self.stop_deps.is_empty()
+    }
+
+    /// The containers this one depends on, start dependencies first, each once.
+    pub fn named_deps(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .start_deps
+            .iter()
+            .filter_map(|d| d.container().map(|(n, _)| n))
+            .collect();
+        for n in &self.stop_deps {
+            if !names.contains(&n.as_str()) {
+                names.push(n);
+            }
+        }
+        names
+    }
+
+    /// The probes among the start dependencies.
+    pub fn probes(&self) -> impl Iterator<Item = &Probe> {
+        self.start_deps.iter().filter_map(|d| match d {
+            Dependency::Probe(p) => Some(p),
+            Dependency::Container { .. } => None,
+        })
+    }
+
+    /// The restart policy that decides, without the API, whether a container
+    /// that exited will come back.
+    pub fn local_restart_policy(&self) -> RestartPolicy {
+        self.restart_policy.unwrap_or(RestartPolicy::Never)
     }
 
     /// The action taken when the stop dependencies have exited.
@@ -140,7 +271,23 @@ impl Spec {
         let deps: Vec<Value> = self
             .start_deps
             .iter()
-            .map(|d| json!({"name": d.name, "condition": d.condition.as_str()}))
+            .map(|d| match d {
+                Dependency::Container { name, condition } => {
+                    json!({"name": name, "condition": condition.as_str()})
+                }
+                Dependency::Probe(p) => {
+                    let mut o = match &p.target {
+                        ProbeTarget::Tcp { .. } => {
+                            json!({"tcp": p.target.to_string().trim_start_matches("tcp ")})
+                        }
+                        ProbeTarget::Http { .. } => json!({"http": p.target.to_string()}),
+                        ProbeTarget::File(path) => json!({"file": path}),
+                    };
+                    o["period"] = duration(p.period);
+                    o["timeout"] = duration(p.timeout);
+                    o
+                }
+            })
             .collect();
         let action = match self.stop_action() {
             StopAction::Signal(s) => json!({"signal": signals::name(s)}),
@@ -154,6 +301,9 @@ impl Spec {
             .map(|(from, to)| (signals::name(*from), Value::from(signals::name(*to))))
             .collect();
         json!({
+            "name": self.name,
+            "restartPolicy": self.restart_policy.map(RestartPolicy::as_str),
+            "source": self.source.as_str(),
             "startDeps": deps,
             "startTimeout": self.start_timeout.map(duration),
             "stopDeps": self.stop_deps,
@@ -205,7 +355,35 @@ pub fn parse(text: &str) -> Result<Spec, SpecError> {
     let mut spec = Spec::default();
     for (key, value) in &object {
         let f = key.as_str();
+        // `--validate` prints unset optional fields as null; they read back as unset.
+        if value.is_null() && ["name", "restartPolicy", "startTimeout"].contains(&f) {
+            continue;
+        }
         match f {
+            "name" => spec.name = Some(container_name(f, value)?),
+            "restartPolicy" => {
+                spec.restart_policy = Some(
+                    RestartPolicy::parse(&string(f, value)?).ok_or_else(|| {
+                        field_error(
+                            f,
+                            format!("{value} is not \"Never\", \"OnFailure\" or \"Always\" (copy the pod's restartPolicy)"),
+                        )
+                    })?,
+                )
+            }
+            "source" => {
+                spec.source = match string(f, value)?.as_str() {
+                    "auto" => SourceChoice::Auto,
+                    "api" => SourceChoice::Api,
+                    "local" => SourceChoice::Local,
+                    other => {
+                        return Err(field_error(
+                            f,
+                            format!("{other:?} is not \"auto\", \"api\" or \"local\""),
+                        ))
+                    }
+                }
+            }
             "startDeps" => spec.start_deps = dependencies(f, value)?,
             "startTimeout" => spec.start_timeout = Some(duration(f, value)?),
             "stopDeps" => spec.stop_deps = names(f, value)?,
@@ -386,6 +564,20 @@ fn container_name(field: &str, v: &Value) -> Result<String, SpecError> {
     if name.trim().is_empty() {
         return Err(field_error(field, "container name is empty".into()));
     }
+    // Kubernetes container names are DNS labels; these names also become
+    // file names in the state directory.
+    let label = name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if !label {
+        return Err(field_error(
+            field,
+            format!("{name:?} is not a container name: Kubernetes container names are lower-case letters, digits and '-', at most 63 characters"),
+        ));
+    }
     Ok(name)
 }
 
@@ -419,14 +611,31 @@ fn dependencies(field: &str, v: &Value) -> Result<Vec<Dependency>, SpecError> {
         .enumerate()
         .map(|(i, item)| dependency(&format!("{field}[{i}]"), item))
         .collect::<Result<_, _>>()?;
-    no_duplicates(field, deps.iter().map(|d| &d.name))?;
+    let keys: Vec<String> = deps
+        .iter()
+        .map(|d| match d {
+            Dependency::Container { name, .. } => name.clone(),
+            Dependency::Probe(p) => p.target.to_string(),
+        })
+        .collect();
+    no_duplicates(field, keys.iter())?;
     Ok(deps)
 }
+
+const DEPENDENCY_FIELDS: &[&str] = &[
+    "name",
+    "condition",
+    "tcp",
+    "http",
+    "file",
+    "period",
+    "timeout",
+];
 
 fn dependency(field: &str, v: &Value) -> Result<Dependency, SpecError> {
     let object = match v {
         Value::String(_) => {
-            return Ok(Dependency {
+            return Ok(Dependency::Container {
                 name: container_name(field, v)?,
                 condition: Condition::Ready,
             })
@@ -435,11 +644,40 @@ fn dependency(field: &str, v: &Value) -> Result<Dependency, SpecError> {
         _ => {
             return Err(wrong_type(
                 field,
-                "a container name or {\"name\": ..., \"condition\": ...}",
+                "a container name, {\"name\": ..., \"condition\": ...} or a probe such as {\"tcp\": \"127.0.0.1:5432\"}",
                 v,
             ))
         }
     };
+    for key in object.keys() {
+        if !DEPENDENCY_FIELDS.contains(&key.as_str()) {
+            return Err(unknown_field(field, key, DEPENDENCY_FIELDS));
+        }
+    }
+    let probe_keys: Vec<&str> = ["tcp", "http", "file"]
+        .into_iter()
+        .filter(|k| object.contains_key(*k))
+        .collect();
+    let has_name = object.contains_key("name") || object.contains_key("condition");
+    match (has_name, probe_keys.as_slice()) {
+        (true, []) => container_dependency(field, object),
+        (false, [kind]) => probe(field, kind, object).map(Dependency::Probe),
+        (false, []) => Err(field_error(
+            field,
+            "give a container (\"name\") or a probe (\"tcp\", \"http\" or \"file\")".into(),
+        )),
+        (true, _) => Err(field_error(
+            field,
+            "a dependency is a container (\"name\", \"condition\") or a probe (\"tcp\", \"http\", \"file\"), not both".into(),
+        )),
+        (false, _) => Err(field_error(
+            field,
+            format!("one probe per dependency, not {}", probe_keys.join(" and ")),
+        )),
+    }
+}
+
+fn container_dependency(field: &str, object: &Map<String, Value>) -> Result<Dependency, SpecError> {
     let mut condition = Condition::Ready;
     let mut name = None;
     for (key, value) in object {
@@ -461,11 +699,117 @@ fn dependency(field: &str, v: &Value) -> Result<Dependency, SpecError> {
                     }
                 };
             }
-            _ => return Err(unknown_field(field, key, &["name", "condition"])),
+            _ => {
+                return Err(field_error(
+                    &format!("{field}.{key}"),
+                    "belongs to probes, not to container dependencies".into(),
+                ))
+            }
         }
     }
     let name = name.ok_or_else(|| field_error(field, "\"name\" is missing".into()))?;
-    Ok(Dependency { name, condition })
+    Ok(Dependency::Container { name, condition })
+}
+
+fn probe(field: &str, kind: &str, object: &Map<String, Value>) -> Result<Probe, SpecError> {
+    let f = format!("{field}.{kind}");
+    let text = string(&f, &object[kind])?;
+    let target = match kind {
+        "tcp" => {
+            let (host, port) = host_port(text.trim()).ok_or_else(|| {
+                field_error(
+                    &f,
+                    format!(
+                        "{text:?} is not HOST:PORT; use e.g. \"127.0.0.1:5432\" or \"[::1]:5432\""
+                    ),
+                )
+            })?;
+            ProbeTarget::Tcp { host, port }
+        }
+        "http" => http_url(&f, text.trim())?,
+        _ => {
+            let path = PathBuf::from(text.trim());
+            if !path.is_absolute() {
+                return Err(field_error(
+                    &f,
+                    format!("{text:?} is not an absolute path, e.g. \"/shared/ready\""),
+                ));
+            }
+            ProbeTarget::File(path)
+        }
+    };
+    let mut probe = Probe {
+        target,
+        period: DEFAULT_PROBE_PERIOD,
+        timeout: DEFAULT_PROBE_TIMEOUT,
+    };
+    for (key, value) in object {
+        let f = format!("{field}.{key}");
+        let slot = match key.as_str() {
+            "period" => &mut probe.period,
+            "timeout" => &mut probe.timeout,
+            _ => continue,
+        };
+        *slot = duration(&f, value)?;
+        if *slot < Duration::from_millis(10) {
+            return Err(field_error(&f, "must be at least 10ms".into()));
+        }
+    }
+    Ok(probe)
+}
+
+/// `host:port` with the host bracketed when it is an IPv6 address.
+fn host_port(text: &str) -> Option<(String, u16)> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, port) = rest.split_once("]:")?;
+        (host, port)
+    } else {
+        let (host, port) = text.rsplit_once(':')?;
+        if host.contains(':') {
+            return None;
+        }
+        (host, port)
+    };
+    let valid_host = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:_".contains(&b));
+    let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
+    valid_host.then(|| (host.to_string(), port))
+}
+
+fn http_url(field: &str, text: &str) -> Result<ProbeTarget, SpecError> {
+    let bad = |why: &str| {
+        field_error(
+            field,
+            format!("{text:?} {why}; use e.g. \"http://127.0.0.1:9090/readiness\""),
+        )
+    };
+    let Some(rest) = text.strip_prefix("http://") else {
+        if text.starts_with("https://") {
+            return Err(bad("uses https: probes speak plain HTTP, like a kubelet httpGet probe, to a container of this pod"));
+        }
+        return Err(bad("is not an http:// URL"));
+    };
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], &rest[i..]),
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let path = if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path.to_string()
+    };
+    if path.bytes().any(|b| b <= b' ' || b == 0x7f) || authority.contains('@') {
+        return Err(bad("has spaces, control characters or user information"));
+    }
+    let (host, port) = if authority.starts_with('[') || authority.matches(':').count() == 1 {
+        host_port(authority).ok_or_else(|| bad("has a bad host or port"))?
+    } else {
+        host_port(&format!("{authority}:80")).ok_or_else(|| bad("has a bad host"))?
+    };
+    Ok(ProbeTarget::Http { host, port, path })
 }
 
 fn stop_action(field: &str, v: &Value) -> Result<StopAction, SpecError> {
@@ -571,7 +915,7 @@ mod tests {
     fn an_empty_object_is_a_plain_init_with_all_defaults() {
         let spec = parse("{}").unwrap();
         assert_eq!(spec, Spec::default());
-        assert!(!spec.uses_api());
+        assert!(!spec.coordinates());
         assert_eq!(spec.term_timeout, Duration::from_secs(30));
         assert_eq!(spec.killed_by_stop_dep_exit_code, 137);
         assert_eq!(spec.stop_action(), StopAction::Signal(libc::SIGTERM));
@@ -581,12 +925,12 @@ mod tests {
     fn the_original_projects_specs_parse_with_the_same_meaning() {
         let s = parse(r#"{"stopDeps":["main-container"]}"#).unwrap();
         assert_eq!(s.stop_deps, ["main-container"]);
-        assert!(s.uses_api());
+        assert!(s.coordinates());
 
         let s = parse(r#"{"startDeps":["cloud-sql-proxy"],"stopDelay":"10s"}"#).unwrap();
         assert_eq!(
             s.start_deps,
-            [Dependency {
+            [Dependency::Container {
                 name: "cloud-sql-proxy".into(),
                 condition: Condition::Ready
             }]
@@ -611,8 +955,11 @@ mod tests {
                 "successExitCodes":[143,1],"rewriteSignals":{"SIGTERM":"SIGINT","10":12}}"#,
         )
         .unwrap();
-        assert_eq!(s.start_deps[1].condition, Condition::Completed);
-        assert_eq!(s.start_deps[2].condition, Condition::Started);
+        assert_eq!(
+            s.start_deps[1].container(),
+            Some(("b", Condition::Completed))
+        );
+        assert_eq!(s.start_deps[2].container(), Some(("c", Condition::Started)));
         assert_eq!(s.start_timeout, Some(Duration::from_secs(90)));
         assert_eq!(s.stop_on, StopOn::All);
         assert!(!s.term_waits_for_stop_deps);
@@ -654,8 +1001,9 @@ mod tests {
             err(r#"{"startDeps":[{"name":"a","conditon":"ready"}]}"#),
             r#"unknown field "conditon" in "startDeps[0]", did you mean "condition"?"#
         );
-        assert!(err(r#"{"xyzzy":1}"#)
-            .starts_with(r#"unknown field "xyzzy"; valid fields are: startDeps, "#));
+        assert!(err(r#"{"xyzzy":1}"#).starts_with(
+            r#"unknown field "xyzzy"; valid fields are: name, restartPolicy, source, startDeps, "#
+        ));
     }
 
     #[test]
@@ -739,5 +1087,87 @@ mod tests {
             .unwrap_err()
             .0
             .contains("keep only"));
+    }
+
+    #[test]
+    fn probes_parse_with_their_defaults_and_options() {
+        let s = parse(
+            r#"{"startDeps":[{"tcp":"127.0.0.1:5432"},{"http":"http://localhost:9090/readiness","period":"1s","timeout":"2s"},
+                {"file":"/shared/ready"},{"tcp":"[::1]:80"},{"http":"http://10.0.0.1"},"proxy"]}"#,
+        )
+        .unwrap();
+        let probes: Vec<&Probe> = s.probes().collect();
+        assert_eq!(
+            probes[0].target,
+            ProbeTarget::Tcp {
+                host: "127.0.0.1".into(),
+                port: 5432
+            }
+        );
+        assert_eq!(
+            (probes[0].period, probes[0].timeout),
+            (DEFAULT_PROBE_PERIOD, DEFAULT_PROBE_TIMEOUT)
+        );
+        assert_eq!(
+            probes[1].target,
+            ProbeTarget::Http {
+                host: "localhost".into(),
+                port: 9090,
+                path: "/readiness".into()
+            }
+        );
+        assert_eq!(probes[1].period, Duration::from_secs(1));
+        assert_eq!(probes[2].target, ProbeTarget::File("/shared/ready".into()));
+        assert_eq!(probes[3].target.to_string(), "tcp [::1]:80");
+        assert_eq!(probes[4].target.to_string(), "http://10.0.0.1:80/");
+        assert_eq!(s.named_deps(), ["proxy"]);
+        assert!(s.coordinates());
+        // The normalised form parses back to the same spec.
+        assert_eq!(
+            parse(&s.to_json().to_string()).unwrap().start_deps,
+            s.start_deps
+        );
+    }
+
+    #[test]
+    fn bad_probes_say_what_to_write() {
+        assert!(err(r#"{"startDeps":[{"tcp":"localhost"}]}"#)
+            .contains(r#"is not HOST:PORT; use e.g. "127.0.0.1:5432""#));
+        assert!(err(r#"{"startDeps":[{"tcp":"h:0"}]}"#).contains("is not HOST:PORT"));
+        assert!(
+            err(r#"{"startDeps":[{"http":"https://x:1/"}]}"#).contains("probes speak plain HTTP")
+        );
+        assert!(err(r#"{"startDeps":[{"http":"ftp://x"}]}"#).contains("is not an http:// URL"));
+        assert!(err(r#"{"startDeps":[{"file":"ready"}]}"#).contains("is not an absolute path"));
+        assert!(err(r#"{"startDeps":[{"tcp":"a:1","period":"1ms"}]}"#).contains("at least 10ms"));
+        assert!(err(r#"{"startDeps":[{"name":"a","tcp":"a:1"}]}"#).contains("not both"));
+        assert!(err(r#"{"startDeps":[{"tcp":"a:1","http":"http://a"}]}"#)
+            .contains("one probe per dependency"));
+        assert_eq!(
+            err(r#"{"startDeps":[{"tpc":"a:1"}]}"#),
+            r#"unknown field "tpc" in "startDeps[0]", did you mean "tcp"?"#
+        );
+        assert_eq!(
+            err(r#"{"startDeps":[{"tcp":"a:1"},{"tcp":"a:1"}]}"#),
+            r#"field "startDeps": "tcp a:1" is listed twice"#
+        );
+        assert!(err(r#"{"startDeps":[{"name":"a","period":"1s"}]}"#).contains("belongs to probes"));
+    }
+
+    #[test]
+    fn name_restart_policy_and_source() {
+        let s = parse(r#"{"name":"main-container","restartPolicy":"OnFailure","source":"local"}"#)
+            .unwrap();
+        assert_eq!(s.name.as_deref(), Some("main-container"));
+        assert_eq!(s.restart_policy, Some(RestartPolicy::OnFailure));
+        assert_eq!(s.source, SourceChoice::Local);
+        assert_eq!(
+            parse("{}").unwrap().local_restart_policy(),
+            RestartPolicy::Never
+        );
+        assert!(err(r#"{"restartPolicy":"never"}"#).contains("copy the pod's restartPolicy"));
+        assert!(err(r#"{"source":"kube"}"#).contains(r#"is not "auto", "api" or "local""#));
+        assert!(err(r#"{"name":"Main"}"#).contains("lower-case letters"));
+        assert!(err(r#"{"stopDeps":["a/b"]}"#).contains("is not a container name"));
     }
 }
