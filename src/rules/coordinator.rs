@@ -686,7 +686,8 @@ fn note(max: LevelFilter, out: &mut Vec<Action>, level: Level, message: impl FnO
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec;
+    use crate::rules::facts::Stage;
+    use crate::rules::spec;
     use serde_json::json;
     use Action::*;
 
@@ -748,6 +749,41 @@ mod tests {
                 sim.now = t0; // a plain init: spawned at once
             }
             sim
+        }
+
+        /// A coordinator without the API, publishing its own state; with
+        /// what the state directory held at start-up. Returns the initial actions.
+        fn local(spec_text: &str, records: Vec<(String, Observation)>) -> (Sim, Vec<Action>) {
+            let spec = spec::parse(spec_text).unwrap();
+            let config = Config {
+                rewrites: spec.rewrite_signals.clone(),
+                success_codes: spec.success_exit_codes.clone(),
+                api: false,
+                spec,
+                spec_text: spec_text.to_string(),
+                orphan_grace: Duration::ZERO,
+                log_level: LevelFilter::Trace,
+                publish: true,
+            };
+            let t0 = Instant::now();
+            let (c, mut initial) = Coordinator::new(config, t0, records);
+            initial.retain(|a| !matches!(a, Log(..)));
+            let sim = Sim {
+                c,
+                t0,
+                now: t0,
+                policy: "Never",
+                containers: Vec::new(),
+                spec_text: spec_text.to_string(),
+            };
+            (sim, initial)
+        }
+
+        fn record(&mut self, name: &str, restart: u32, stage: Stage) -> Vec<Action> {
+            self.send(Event::Record(
+                name.to_string(),
+                Observation { restart, stage },
+            ))
         }
 
         fn at(&mut self, ms: u64) -> &mut Sim {
@@ -1243,5 +1279,216 @@ mod tests {
         s.send(Event::ApiRefused("403".into()));
         assert_eq!(s.c.next_deadline(), None);
         assert_eq!(s.at(120_000).timer(), []);
+    }
+
+    fn rec_exited(code: i32) -> Stage {
+        Stage::Exited {
+            code,
+            abrupt: false,
+        }
+    }
+    const ABRUPT: Stage = Stage::Exited {
+        code: 137,
+        abrupt: true,
+    };
+
+    #[test]
+    fn local_mode_publishes_waiting_running_and_the_exit_code() {
+        let (mut s, initial) = Sim::local(r#"{"name":"main"}"#, Vec::new());
+        assert_eq!(
+            initial,
+            [
+                Publish("main".into(), Published::Waiting),
+                Spawn,
+                Publish("main".into(), Published::Running)
+            ]
+        );
+        assert_eq!(
+            s.exit(3),
+            [Publish("main".into(), Published::Exited(3)), Exit(3)]
+        );
+    }
+
+    #[test]
+    fn a_local_record_of_an_exit_stops_the_sidecar() {
+        let (mut s, initial) = Sim::local(r#"{"stopDeps":["main"]}"#, Vec::new());
+        assert_eq!(initial, [Spawn], "no name: nothing to publish");
+        assert_eq!(s.record("main", 0, Stage::Running { ready: false }), []);
+        let a = s.record("main", 0, rec_exited(1));
+        assert_eq!(without_reports(a), [Signal(libc::SIGTERM)]);
+        assert_eq!(s.exit(143), [Exit(0)]);
+    }
+
+    #[test]
+    fn an_abrupt_death_counts_as_an_exit_unless_it_will_be_restarted() {
+        let (mut s, _) = Sim::local(r#"{"stopDeps":["main"]}"#, Vec::new());
+        assert_eq!(
+            without_reports(s.record("main", 0, ABRUPT)),
+            [Signal(libc::SIGTERM)]
+        );
+
+        let (mut s, _) = Sim::local(
+            r#"{"stopDeps":["main"],"restartPolicy":"OnFailure"}"#,
+            Vec::new(),
+        );
+        assert_eq!(s.record("main", 0, ABRUPT), [], "main will be restarted");
+        assert_eq!(s.record("main", 1, Stage::Waiting), []);
+        assert_eq!(s.record("main", 1, Stage::Running { ready: false }), []);
+        assert_eq!(s.record("main", 1, rec_exited(2)), [], "failed again");
+        assert_eq!(
+            without_reports(s.record("main", 2, rec_exited(0))),
+            [Signal(libc::SIGTERM)],
+            "succeeded: it will not come back"
+        );
+    }
+
+    #[test]
+    fn a_stop_dep_already_exited_in_the_state_directory_means_no_start() {
+        let records = vec![(
+            "main".to_string(),
+            Observation {
+                restart: 0,
+                stage: rec_exited(0),
+            },
+        )];
+        let (_, initial) = Sim::local(r#"{"name":"proxy","stopDeps":["main"]}"#, records);
+        assert_eq!(
+            without_reports(initial),
+            [
+                Publish("proxy".into(), Published::Waiting),
+                Publish("proxy".into(), Published::Exited(0)),
+                Exit(0)
+            ]
+        );
+    }
+
+    #[test]
+    fn local_start_dependencies_started_and_completed() {
+        let (mut s, initial) = Sim::local(
+            r#"{"startDeps":[{"name":"db","condition":"started"},{"name":"migrate","condition":"completed"}]}"#,
+            Vec::new(),
+        );
+        assert_eq!(initial, []);
+        assert_eq!(s.record("db", 0, Stage::Running { ready: false }), []);
+        assert_eq!(s.record("migrate", 0, Stage::Running { ready: false }), []);
+        assert_eq!(s.record("migrate", 0, rec_exited(0)), [Spawn]);
+
+        let (mut s, _) = Sim::local(
+            r#"{"startDeps":[{"name":"migrate","condition":"completed"}]}"#,
+            Vec::new(),
+        );
+        let a = s.record("migrate", 0, rec_exited(4));
+        assert_eq!(a.last(), Some(&Exit(1)));
+        assert!(reports(&a)[0].contains("\"migrate\" terminated with exit code 4"));
+    }
+
+    #[test]
+    fn probes_gate_the_start_and_their_last_error_is_reported() {
+        let (mut s, initial) = Sim::local(
+            r#"{"startDeps":[{"tcp":"127.0.0.1:5432"},{"http":"http://127.0.0.1:9090/ready"}],"startTimeout":"3s"}"#,
+            Vec::new(),
+        );
+        assert_eq!(initial, []);
+        assert_eq!(s.send(Event::Probe(0, Ok(()))), []);
+        assert_eq!(s.send(Event::Probe(1, Err("HTTP 503".into()))), []);
+        let a = s.at(3000).timer();
+        assert_eq!(a.last(), Some(&Exit(1)));
+        assert_eq!(
+            reports(&a),
+            ["start dependencies did not hold within startTimeout 3s: still waiting for http://127.0.0.1:9090/ready (last attempt: HTTP 503); not starting the command"]
+        );
+
+        let (mut s, _) = Sim::local(r#"{"startDeps":[{"file":"/ready"}]}"#, Vec::new());
+        assert_eq!(s.send(Event::Probe(0, Err("does not exist".into()))), []);
+        assert_eq!(s.send(Event::Probe(0, Ok(()))), [Spawn]);
+        assert_eq!(s.send(Event::Probe(0, Ok(()))), [], "started once");
+    }
+
+    #[test]
+    fn a_named_api_dependency_and_a_probe_must_both_hold() {
+        let mut s = Sim::new(r#"{"startDeps":["proxy",{"tcp":"127.0.0.1:1"}]}"#);
+        s.set("proxy", ready());
+        assert_eq!(s.pod(), []);
+        assert_eq!(s.send(Event::Probe(0, Ok(()))), [Spawn]);
+    }
+
+    #[test]
+    fn the_state_directory_wins_over_a_lagging_api() {
+        let mut s = Sim::new(r#"{"stopDeps":["a","b"],"stopOn":"all"}"#);
+        s.set("a", running()).set("b", running());
+        assert_eq!(s.pod(), [Spawn]);
+        assert_eq!(s.record("a", 0, rec_exited(0)), []);
+        assert_eq!(s.pod(), [], "the API still shows a running: a stays exited");
+        s.set("b", exited(0));
+        assert_eq!(without_reports(s.pod()), [Signal(libc::SIGTERM)]);
+    }
+
+    #[test]
+    fn records_of_containers_not_depended_on_are_ignored() {
+        let (mut s, _) = Sim::local(r#"{"stopDeps":["main"]}"#, Vec::new());
+        assert_eq!(s.record("other", 0, rec_exited(0)), []);
+    }
+
+    #[test]
+    fn the_own_name_is_learnt_from_the_pod_and_published() {
+        let spec = SEED_PROXY;
+        let config = Config {
+            rewrites: Rewrites::default(),
+            success_codes: Vec::new(),
+            api: true,
+            spec: spec::parse(spec).unwrap(),
+            spec_text: spec.into(),
+            orphan_grace: Duration::ZERO,
+            log_level: LevelFilter::Off,
+            publish: true,
+        };
+        let t0 = Instant::now();
+        let (mut c, initial) = Coordinator::new(config, t0, Vec::new());
+        assert_eq!(initial, [], "no name yet, nothing published");
+        let pod: Pod = serde_json::from_value(json!({
+            "spec": {"restartPolicy": "Never", "containers": [
+                {"name": "proxy", "env": [{"name": "KOORDINATOR_SPEC", "value": spec}]}, {"name": "main"}]},
+            "status": {"containerStatuses": [{"name": "main", "state": {"running": {}}}]}
+        }))
+        .unwrap();
+        assert_eq!(
+            c.step(Event::Pod(Box::new(pod)), t0),
+            [
+                Publish("proxy".into(), Published::Waiting),
+                Spawn,
+                Publish("proxy".into(), Published::Running)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_held_sigterm_follows_the_deletion_grace_period() {
+        let mut s = Sim::new(SEED_PROXY);
+        s.set("main", running());
+        s.pod();
+        assert_eq!(s.at(1000).signal(libc::SIGTERM), []);
+        assert_eq!(s.deadline_ms(), Some(26_000), "the spec's 30 s grace");
+        // The deletion event, with a shorter grace, arrives after the signal.
+        let mut pod = s.pod_json();
+        pod["metadata"]["deletionTimestamp"] = json!("2026-11-24T12:00:00Z");
+        pod["metadata"]["deletionGracePeriodSeconds"] = json!(4);
+        s.send(Event::Pod(Box::new(serde_json::from_value(pod).unwrap())));
+        assert_eq!(s.deadline_ms(), Some(3_000), "1 s + 4 s - min(5 s, 2 s)");
+        assert_eq!(s.at(2_999).timer(), []);
+        assert_eq!(s.at(3_000).timer(), [Signal(libc::SIGTERM)]);
+        assert_eq!(s.c.next_deadline(), None);
+        assert_eq!(s.exit(143), [Exit(143)], "not a stop-dependency stop");
+    }
+
+    #[test]
+    fn without_the_api_a_held_sigterm_waits_for_the_stop_dependency() {
+        let (mut s, _) = Sim::local(r#"{"stopDeps":["main"]}"#, Vec::new());
+        assert_eq!(s.signal(libc::SIGTERM), []);
+        assert_eq!(s.c.next_deadline(), None, "no grace period known");
+        assert_eq!(
+            without_reports(s.record("main", 0, rec_exited(0))),
+            [Signal(libc::SIGTERM)]
+        );
+        assert_eq!(s.exit(143), [Exit(0)]);
     }
 }
