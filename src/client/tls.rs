@@ -36,9 +36,78 @@ impl KeyProvider for NoKeys {
 
 static NO_KEYS: NoKeys = NoKeys;
 
+#[derive(Debug)]
+struct Random;
+
+impl rustls::crypto::SecureRandom for Random {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), rustls::crypto::GetRandomFailed> {
+        let mut at = 0;
+        while at < buf.len() {
+            // SAFETY: getrandom writes at most the given length into buf.
+            let n = unsafe { libc::getrandom(buf[at..].as_mut_ptr().cast(), buf.len() - at, 0) };
+            if n <= 0 {
+                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(rustls::crypto::GetRandomFailed);
+            }
+            at += n as usize;
+        }
+        Ok(())
+    }
+}
+
+static RANDOM: Random = Random;
+
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::SignatureScheme as S;
+use webpki::ring as alg;
+
+static VERIFY: WebPkiSupportedAlgorithms = WebPkiSupportedAlgorithms {
+    all: &[
+        alg::ECDSA_P256_SHA256,
+        alg::ECDSA_P256_SHA384,
+        alg::ECDSA_P384_SHA256,
+        alg::ECDSA_P384_SHA384,
+        alg::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+        alg::RSA_PSS_2048_8192_SHA384_LEGACY_KEY,
+        alg::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
+        alg::RSA_PKCS1_2048_8192_SHA256,
+        alg::RSA_PKCS1_2048_8192_SHA384,
+        alg::RSA_PKCS1_2048_8192_SHA512,
+        alg::RSA_PKCS1_2048_8192_SHA256_ABSENT_PARAMS,
+        alg::RSA_PKCS1_2048_8192_SHA384_ABSENT_PARAMS,
+        alg::RSA_PKCS1_2048_8192_SHA512_ABSENT_PARAMS,
+    ],
+    mapping: &[
+        (
+            S::ECDSA_NISTP384_SHA384,
+            &[alg::ECDSA_P384_SHA384, alg::ECDSA_P256_SHA384],
+        ),
+        (
+            S::ECDSA_NISTP256_SHA256,
+            &[alg::ECDSA_P256_SHA256, alg::ECDSA_P384_SHA256],
+        ),
+        (
+            S::RSA_PSS_SHA512,
+            &[alg::RSA_PSS_2048_8192_SHA512_LEGACY_KEY],
+        ),
+        (
+            S::RSA_PSS_SHA384,
+            &[alg::RSA_PSS_2048_8192_SHA384_LEGACY_KEY],
+        ),
+        (
+            S::RSA_PSS_SHA256,
+            &[alg::RSA_PSS_2048_8192_SHA256_LEGACY_KEY],
+        ),
+        (S::RSA_PKCS1_SHA512, &[alg::RSA_PKCS1_2048_8192_SHA512]),
+        (S::RSA_PKCS1_SHA384, &[alg::RSA_PKCS1_2048_8192_SHA384]),
+        (S::RSA_PKCS1_SHA256, &[alg::RSA_PKCS1_2048_8192_SHA256]),
+    ],
+};
+
 fn crypto_provider() -> CryptoProvider {
     use provider::cipher_suite::*;
-    let ring = provider::default_provider();
     CryptoProvider {
         cipher_suites: vec![
             TLS13_AES_128_GCM_SHA256,
@@ -49,8 +118,8 @@ fn crypto_provider() -> CryptoProvider {
             TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
         ],
         kx_groups: vec![provider::kx_group::X25519, provider::kx_group::SECP256R1],
-        signature_verification_algorithms: ring.signature_verification_algorithms,
-        secure_random: ring.secure_random,
+        signature_verification_algorithms: VERIFY,
+        secure_random: &RANDOM,
         key_provider: &NO_KEYS,
     }
 }

@@ -1,9 +1,16 @@
 //! Starting the command, signalling it, and reaping every child that dies.
+//!
+//! The command is started with fork and execvp directly rather than with
+//! `std::process::Command`: an init needs none of Command's environment
+//! capture and pipes, and that code was the largest part of what a plain
+//! init executes (see BENCHMARKS.md, "Where the pages go"). Between fork and
+//! exec the child makes only async-signal-safe system calls on data
+//! prepared before the fork, since other threads (the API source, probes)
+//! may hold locks at that moment.
 
-use std::ffi::OsString;
+use std::ffi::{CString, OsString};
 use std::io;
-use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::os::unix::ffi::OsStrExt;
 
 /// Why the command could not be started; both end koordinator (127 / 126).
 #[derive(Debug)]
@@ -38,9 +45,8 @@ impl std::fmt::Display for SpawnError {
 /// How koordinator itself was started, to be handed back to the command.
 #[derive(Clone, Copy, Debug)]
 pub struct Inherited {
-    /// SIGPIPE was ignored when koordinator started (`nohup`-style callers).
-    /// Rust's `Command` resets it to the default in every child, so the
-    /// child has to put it back.
+    /// SIGPIPE was ignored when koordinator started (`nohup`-style callers);
+    /// the command gets the same disposition back.
     pub sigpipe_ignored: bool,
     /// stdin is a terminal: the command becomes its foreground process group.
     pub has_tty: bool,
@@ -66,44 +72,105 @@ impl Inherited {
 
 /// Starts the command in its own process group and returns its pid.
 pub fn spawn(argv: &[OsString], inherited: Inherited) -> Result<i32, SpawnError> {
-    let mut command = Command::new(&argv[0]);
-    command.args(&argv[1..]);
-    // SAFETY: the closure runs between fork and exec, so it only makes raw
-    // system calls: no allocation, no locks, no logging.
-    unsafe {
-        command.pre_exec(move || {
-            // Own process group, so a terminal's ^C and `-g` reach the command
-            // and its children but not koordinator.
-            libc::setpgid(0, 0);
-            if inherited.has_tty {
-                // In the child, like tini: SIGTTOU is still blocked here, so a
-                // background group may take the terminal. Errors (no
-                // controlling terminal) are not fatal.
-                libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
-            }
-            if inherited.sigpipe_ignored {
-                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-            }
-            // std's Command does not reset the mask (rust-lang/rust#101077):
-            // without this the command would start with SIGTERM blocked.
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            Ok(())
+    let name = argv[0].to_string_lossy().into_owned();
+    // Everything the child needs is made before the fork.
+    let args: Vec<CString> = argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| SpawnError::NotExecutable {
+            command: name.clone(),
+            reason: io::Error::new(io::ErrorKind::InvalidInput, "an argument holds a NUL byte"),
+        })?;
+    let mut pointers: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    pointers.push(std::ptr::null());
+    // The child reports a failed exec through this pipe; a successful exec
+    // closes it (O_CLOEXEC), so the parent reads end-of-file.
+    let mut pipe = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(SpawnError::NotExecutable {
+            command: name,
+            reason: io::Error::last_os_error(),
         });
     }
-    let name = argv[0].to_string_lossy().into_owned();
-    match command.spawn() {
-        // Dropping `Child` neither waits nor kills; the reap loop owns the pid.
-        Ok(child) => Ok(child.id() as i32),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            Err(SpawnError::NotFound { command: name })
-        }
-        Err(e) => Err(SpawnError::NotExecutable {
-            command: name,
-            reason: e,
-        }),
+    let [read_end, write_end] = pipe;
+    // SAFETY: fork; the child below only makes async-signal-safe calls.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: in the child, between fork and exec: raw system calls only.
+        unsafe { exec_child(&pointers, inherited, write_end) }
     }
+    // SAFETY: closing our copy of the write end.
+    unsafe { libc::close(write_end) };
+    if pid < 0 {
+        let reason = io::Error::last_os_error();
+        // SAFETY: closing a descriptor we own.
+        unsafe { libc::close(read_end) };
+        return Err(SpawnError::NotExecutable {
+            command: name,
+            reason: io::Error::new(
+                reason.kind(),
+                format!(
+                    "cannot create a process: {reason} (is the container's process limit reached?)"
+                ),
+            ),
+        });
+    }
+    let mut errno = [0u8; 4];
+    let n = loop {
+        // SAFETY: read into a 4-byte buffer.
+        let n = unsafe { libc::read(read_end, errno.as_mut_ptr().cast(), 4) };
+        if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break n;
+        }
+    };
+    // SAFETY: closing a descriptor we own.
+    unsafe { libc::close(read_end) };
+    if n != 4 {
+        return Ok(pid);
+    }
+    // The exec failed and the child has exited: the reap loop collects it.
+    let reason = io::Error::from_raw_os_error(i32::from_ne_bytes(errno));
+    Err(match reason.raw_os_error() {
+        Some(libc::ENOENT) => SpawnError::NotFound { command: name },
+        _ => SpawnError::NotExecutable {
+            command: name,
+            reason,
+        },
+    })
+}
+
+/// The child's side: set up, exec, or report errno and exit 127.
+///
+/// # Safety
+/// Call only in a freshly forked child. `argv` is a NULL-terminated array of
+/// C strings that outlives the call.
+unsafe fn exec_child(argv: &[*const libc::c_char], inherited: Inherited, report: i32) -> ! {
+    // Own process group, so a terminal's ^C and `-g` reach the command
+    // and its children but not koordinator.
+    libc::setpgid(0, 0);
+    if inherited.has_tty {
+        // In the child, like tini: SIGTTOU is still blocked here, so a
+        // background group may take the terminal. Errors (no controlling
+        // terminal) are not fatal.
+        libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
+    }
+    // Rust's runtime never ran its SIGPIPE setup here (koordinator is
+    // `no_main`), so SIGPIPE is as koordinator was started with; the
+    // handled set is blocked, never caught, so every other disposition is
+    // the inherited one too. The mask is what must be reset: the command
+    // must not start with SIGTERM blocked.
+    if inherited.sigpipe_ignored {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    let mut empty: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut empty);
+    libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    libc::execvp(argv[0], argv.as_ptr());
+    let errno = *libc::__errno_location();
+    libc::write(report, (&errno as *const i32).cast(), 4);
+    libc::_exit(127)
 }
 
 /// Sends `signal` to the command, or to its whole process group.
@@ -196,7 +263,10 @@ mod tests {
 
     #[test]
     fn this_process_is_its_childs_parent() {
-        let mut child = Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         assert!(children().contains(&(child.id() as i32)));
         child.kill().unwrap();
         child.wait().unwrap();

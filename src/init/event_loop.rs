@@ -18,25 +18,35 @@ use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 const SIGNALS: Token = Token(0);
 const WAKER: Token = Token(1);
 const STATE_DIR: Token = Token(2);
 
-/// How other threads (the API watcher, an HTTP quit) hand events to the loop.
+/// Events from other threads, waiting for the loop. `None` once the loop
+/// is gone. (A mutex and a vector: the few senders never contend, and it is
+/// much less code on the init's path than a channel.)
+type Queue = Arc<Mutex<Option<Vec<Event>>>>;
+
+/// How other threads (the API source, probes, an HTTP quit) hand events to the loop.
 #[derive(Clone)]
 pub struct Notifier {
-    tx: Sender<Event>,
+    queue: Queue,
     waker: Arc<Waker>,
 }
 
 impl Notifier {
     /// Queues an event and wakes the loop. Returns false once the loop is gone.
     pub fn send(&self, event: Event) -> bool {
-        self.tx.send(event).is_ok() && self.waker.wake().is_ok()
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        match queue.as_mut() {
+            Some(events) => events.push(event),
+            None => return false,
+        }
+        drop(queue);
+        self.waker.wake().is_ok()
     }
 }
 
@@ -87,8 +97,11 @@ pub fn run(
         poll.registry()
             .register(&mut SourceFd(&reader.fd()), STATE_DIR, Interest::READABLE)?;
     }
-    let (tx, rx) = mpsc::channel();
-    let notifier = Notifier { tx, waker };
+    let queue: Queue = Arc::new(Mutex::new(Some(Vec::new())));
+    let notifier = Notifier {
+        queue: queue.clone(),
+        waker,
+    };
     start_sources(notifier.clone())?;
 
     let (mut coordinator, initial) = coordinator;
@@ -100,51 +113,83 @@ pub fn run(
         publisher: None,
         publish_failed: false,
     };
-    if let ControlFlow::Break(code) = lp.perform(&mut coordinator, initial) {
-        return Ok(code);
-    }
-    let mut events = Events::with_capacity(8);
-    loop {
-        let timeout = coordinator
-            .next_deadline()
-            .map(|d| d.saturating_duration_since(Instant::now()));
-        if let Err(e) = poll.poll(&mut events, timeout) {
-            if e.kind() != io::ErrorKind::Interrupted {
-                log::warn!("poll: {e}");
-            }
-        }
-        if let ControlFlow::Break(code) = lp.turn(&mut coordinator, &mut signal_fd, &rx) {
-            return Ok(code);
-        }
-    }
+    let result = lp.run(&mut coordinator, initial, &mut poll, &mut signal_fd, &queue);
+    // Senders learn that nobody listens any more.
+    *queue.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    Ok(result)
 }
 
 impl Loop {
+    fn run(
+        &mut self,
+        coordinator: &mut Coordinator,
+        initial: Vec<Action>,
+        poll: &mut Poll,
+        signal_fd: &mut SignalFd,
+        queue: &Queue,
+    ) -> i32 {
+        if let ControlFlow::Break(code) = self.perform(coordinator, initial) {
+            return code;
+        }
+        let mut events = Events::with_capacity(8);
+        loop {
+            let timeout = coordinator
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            if let Err(e) = poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::warn!("poll: {e}");
+                }
+            }
+            if let ControlFlow::Break(code) = self.turn(coordinator, signal_fd, queue) {
+                return code;
+            }
+        }
+    }
+
     /// One pass over everything that may be pending; fds are edge-triggered,
     /// so each source is drained completely.
     fn turn(
         &mut self,
         c: &mut Coordinator,
-        signal_fd: &mut SignalFd,
-        rx: &Receiver<Event>,
+        signal_fd: &SignalFd,
+        queue: &Queue,
     ) -> ControlFlow<i32> {
         let mut child_changed = false;
+        // Up to 16 signals a read: a storm of signals costs few system calls.
+        // SAFETY: signalfd_siginfo is plain data; all zeroes is a valid value.
+        let mut infos: [libc::signalfd_siginfo; 16] = unsafe { std::mem::zeroed() };
         loop {
-            match signal_fd.read_signal() {
-                Ok(Some(info)) => {
-                    let signal = info.ssi_signo as i32;
-                    if signal == libc::SIGCHLD {
-                        child_changed = true;
-                    } else {
-                        self.feed(c, Event::Signal(signal))?;
+            // SAFETY: read fills whole signalfd_siginfo records into the array.
+            let n = unsafe {
+                libc::read(
+                    signal_fd.as_raw_fd(),
+                    infos.as_mut_ptr().cast(),
+                    std::mem::size_of_val(&infos),
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::WouldBlock => break,
+                    _ => {
+                        log::warn!("reading signals: {e}");
+                        break;
                     }
                 }
-                Ok(None) => break,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    log::warn!("reading signals: {e}");
-                    break;
+            }
+            let count = n as usize / std::mem::size_of::<libc::signalfd_siginfo>();
+            for info in &infos[..count] {
+                let signal = info.ssi_signo as i32;
+                if signal == libc::SIGCHLD {
+                    child_changed = true;
+                } else {
+                    self.feed(c, Event::Signal(signal))?;
                 }
+            }
+            if count < infos.len() {
+                break;
             }
         }
         if child_changed {
@@ -155,7 +200,13 @@ impl Loop {
                 self.feed(c, Event::Record(name, observation))?;
             }
         }
-        while let Ok(event) = rx.try_recv() {
+        let events = queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        for event in events {
             self.feed(c, event)?;
         }
         if c.next_deadline().is_some_and(|d| d <= Instant::now()) {

@@ -5,10 +5,14 @@
 //!                           median and p99 (ms); koordinator's peak RSS
 //! apibench quiet SECONDS WATCH_TIMEOUT
 //!                           requests a quiet pod makes in SECONDS
+//! apibench watchers N       N koordinators watching their own pods on one
+//!                           server: private memory (RssAnon), peak RSS
+//!                           (VmHWM) and threads of each, median and max
 
-use koordinator_integration::fixture::{Fixture, STARTED};
-use koordinator_integration::harness::{monotonic_ns, status_kb};
-use koordinator_integration::pods::{running, terminated};
+use koordinator_integration::apiserver::{Access, ApiServer, PodFiles};
+use koordinator_integration::fixture::{Fixture, NAMESPACE, STARTED};
+use koordinator_integration::harness::{monotonic_ns, status_kb, Koordinator};
+use koordinator_integration::pods::{self, running, terminated};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
@@ -79,13 +83,83 @@ fn quiet(seconds: u64, watch_timeout: &str) {
     k.wait(T);
 }
 
+fn watchers(n: usize) {
+    let server = ApiServer::start();
+    server.set_token("bench", Access::AllPods);
+    let files = PodFiles::new(&server, NAMESPACE, "bench");
+    let mut running_ones = Vec::new();
+    for i in 0..n {
+        let name = format!("pod-{i}");
+        server.create_pod(
+            pods::pod(NAMESPACE, &name)
+                .container("main", Some(r#"{"startDeps":["proxy"]}"#))
+                .container("proxy", None)
+                .build(),
+        );
+        let k = Koordinator::plain(STARTED)
+            .env("KOORDINATOR_SPEC", r#"{"startDeps":["proxy"]}"#)
+            .env("KOORDINATOR_POD_NAME", &name)
+            .env("KOORDINATOR_SERVICEACCOUNT_DIR", files.serviceaccount())
+            .env("KOORDINATOR_STATE_DIR", "")
+            .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+            .env("KUBERNETES_SERVICE_PORT", server.port.to_string())
+            .spawn();
+        running_ones.push((name, k));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while server.requests().iter().filter(|r| r.is_watch()).count() < n {
+        assert!(std::time::Instant::now() < deadline, "not all watching");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Every pod changes once, as a pod does: each watcher decodes an event.
+    for (name, _) in &running_ones {
+        server.modify_pod(NAMESPACE, name, |pod| {
+            pods::set_status(pod, "proxy", running(false))
+        });
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let mut anon: Vec<u64> = Vec::new();
+    let mut hwm: Vec<u64> = Vec::new();
+    let mut threads: Vec<u64> = Vec::new();
+    for (_, k) in &running_ones {
+        anon.push(status_kb(k.pid, "RssAnon"));
+        hwm.push(status_kb(k.pid, "VmHWM"));
+        let status = std::fs::read_to_string(format!("/proc/{}/status", k.pid)).unwrap_or_default();
+        threads.push(
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0),
+        );
+    }
+    let summary = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        format!("median={} max={}", v[v.len() / 2], v[v.len() - 1])
+    };
+    println!(
+        "watchers={n} rss_anon_kb {} vm_hwm_kb {} threads {} requests={}",
+        summary(anon),
+        summary(hwm),
+        summary(threads),
+        server.requests().len()
+    );
+    for (_, k) in &running_ones {
+        k.signal(libc::SIGTERM);
+    }
+    for (_, mut k) in running_ones {
+        k.wait(T);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("latency") => latency(args[1].parse().unwrap()),
         Some("quiet") => quiet(args[1].parse().unwrap(), &args[2]),
+        Some("watchers") => watchers(args[1].parse().unwrap()),
         _ => {
-            eprintln!("usage: apibench latency RUNS | quiet SECONDS WATCH_TIMEOUT");
+            eprintln!("usage: apibench latency RUNS | quiet SECONDS WATCH_TIMEOUT | watchers N");
             std::process::exit(2);
         }
     }

@@ -19,6 +19,14 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// CPU time PID 1 has used so far, in ns (/proc/1/schedstat's first field).
+fn init_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/1/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// How many children PID 1 has (zombies included), from /proc.
 fn children_of_pid1() -> usize {
     std::fs::read_to_string("/proc/1/task/1/children").map_or(0, |s| s.split_whitespace().count())
@@ -42,13 +50,19 @@ fn orphans(n: usize) {
         std::thread::sleep(Duration::from_millis(300));
         unsafe { libc::_exit(0) };
     }
+    let cpu_before = init_cpu_ns();
     // SAFETY: waiting for our own child.
     unsafe { libc::waitpid(intermediate, std::ptr::null_mut(), 0) };
     let start = Instant::now();
     while children_of_pid1() > 1 {
         std::thread::sleep(Duration::from_micros(200));
     }
-    println!("reaped_ms={:.1}", start.elapsed().as_secs_f64() * 1000.0);
+    let wall = start.elapsed();
+    println!(
+        "reaped_ms={:.1} init_cpu_ms={:.1}",
+        wall.as_secs_f64() * 1000.0,
+        (init_cpu_ns() - cpu_before) as f64 / 1e6
+    );
 }
 
 static GOT: AtomicBool = AtomicBool::new(false);
