@@ -5,12 +5,16 @@
 //!                           median and p99 (ms); koordinator's peak RSS
 //! apibench quiet SECONDS WATCH_TIMEOUT
 //!                           requests a quiet pod makes in SECONDS
+//! apibench local RUNS       without the API, through the state directory:
+//!                           dependency exited -> SIGTERM in the dependent's
+//!                           command; dependency SIGKILLed -> SIGTERM; probe
+//!                           endpoint answers -> command exec'd (250 ms period)
 //! apibench watchers N       N koordinators watching their own pods on one
 //!                           server: private memory (RssAnon), peak RSS
 //!                           (VmHWM) and threads of each, median and max
 
 use koordinator_integration::apiserver::{Access, ApiServer, PodFiles};
-use koordinator_integration::fixture::{Fixture, NAMESPACE, STARTED};
+use koordinator_integration::fixture::{readiness_endpoint, Fixture, LocalPod, NAMESPACE, STARTED};
 use koordinator_integration::harness::{monotonic_ns, status_kb, Koordinator};
 use koordinator_integration::pods::{self, running, terminated};
 use std::time::Duration;
@@ -81,6 +85,86 @@ fn quiet(seconds: u64, watch_timeout: &str) {
     );
     k.signal(libc::SIGTERM);
     k.wait(T);
+}
+
+/// The pid of `parent`'s first child.
+fn child_of(parent: i32) -> i32 {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+            .unwrap_or_default();
+        if let Some(pid) = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+        {
+            return pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no child of {parent}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn local(runs: usize) {
+    let bench = initbench();
+    let (mut exited, mut killed, mut probed) = (Vec::new(), Vec::new(), Vec::new());
+    let stamp = |k: &koordinator_integration::harness::Running| -> u64 {
+        k.stdout().last().unwrap().parse().unwrap()
+    };
+    for run in 0..runs {
+        // main exits; the proxy's command gets SIGTERM.
+        let pod = LocalPod::new();
+        let mut proxy = pod
+            .container("proxy", r#"{"stopDeps":["main"]}"#, &[&bench, "term-stamp"])
+            .spawn();
+        proxy.expect_line("ready", T);
+        let mut main = pod
+            .container("main", r#"{"name":"main"}"#, &[&bench, "exit-stamp"])
+            .spawn();
+        main.expect_line_matching(|l| l.parse::<u64>().is_ok(), T);
+        assert_eq!(proxy.wait(T), 0);
+        main.wait(T);
+        exited.push((stamp(&proxy) - stamp(&main)) as f64 / 1e6);
+
+        // main's koordinator is SIGKILLed (an OOM kill looks the same).
+        let pod = LocalPod::new();
+        let mut main = pod
+            .container(
+                "main",
+                r#"{"name":"main"}"#,
+                &["sh", "-c", "echo started; exec sleep 100"],
+            )
+            .spawn();
+        main.expect_line("started", T);
+        let command = child_of(main.pid);
+        let mut proxy = pod
+            .container("proxy", r#"{"stopDeps":["main"]}"#, &[&bench, "term-stamp"])
+            .spawn();
+        proxy.expect_line("ready", T);
+        let t0 = monotonic_ns();
+        main.signal(libc::SIGKILL);
+        assert_eq!(proxy.wait(T), 0);
+        killed.push((stamp(&proxy) - t0) as f64 / 1e6);
+        main.wait(T);
+        // SAFETY: the orphaned stand-in command, ours to end.
+        unsafe { libc::kill(command, libc::SIGKILL) };
+
+        // The readiness endpoint starts answering 200; the command is exec'd.
+        let pod = LocalPod::new();
+        // Spread over one probe period, so the figure shows the bound.
+        let ready_after = Duration::from_millis(300 + (run as u64 * 97) % 250);
+        let port = readiness_endpoint(ready_after);
+        let answers_at = monotonic_ns() + ready_after.as_nanos() as u64;
+        let spec = format!(r#"{{"startDeps":[{{"http":"http://127.0.0.1:{port}/ready"}}]}}"#);
+        let mut k = pod.container("main", &spec, &[&bench, "stamp"]).spawn();
+        k.expect_line_matching(|l| l.parse::<u64>().is_ok(), T);
+        probed.push((stamp(&k).saturating_sub(answers_at)) as f64 / 1e6);
+        k.signal(libc::SIGTERM);
+        k.wait(T);
+    }
+    println!("exited {}", stats(exited));
+    println!("killed {}", stats(killed));
+    println!("probe  {}", stats(probed));
 }
 
 fn watchers(n: usize) {
@@ -158,8 +242,9 @@ fn main() {
         Some("latency") => latency(args[1].parse().unwrap()),
         Some("quiet") => quiet(args[1].parse().unwrap(), &args[2]),
         Some("watchers") => watchers(args[1].parse().unwrap()),
+        Some("local") => local(args[1].parse().unwrap()),
         _ => {
-            eprintln!("usage: apibench latency RUNS | quiet SECONDS WATCH_TIMEOUT | watchers N");
+            eprintln!("usage: apibench latency RUNS | quiet SECONDS WATCH_TIMEOUT | watchers N | local RUNS");
             std::process::exit(2);
         }
     }

@@ -12,6 +12,7 @@
 //!                                while its command sleeps
 //! initbench stamp                print CLOCK_MONOTONIC ns at start, then sleep
 //! initbench term-stamp           print "ready"; on SIGTERM print the ns and exit 0
+//! initbench exit-stamp           print the CLOCK_MONOTONIC ns, then exit 0
 
 use koordinator_integration::harness::{monotonic_ns, status_kb};
 use std::io::{BufRead, BufReader, Write};
@@ -172,6 +173,8 @@ fn main() {
             std::thread::sleep(Duration::from_secs(3600));
         }
         Some("term-stamp") => term_stamp(),
+        // Prints CLOCK_MONOTONIC ns as the last thing before exiting 0.
+        Some("exit-stamp") => println!("{}", monotonic_ns()),
         _ => {
             eprintln!("usage: initbench orphans N | signal-target | signal-latency RUNS INIT... | rss INIT...");
             std::process::exit(2);
