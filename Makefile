@@ -10,7 +10,7 @@ APT_INSTALL  := DEBIAN_FRONTEND=noninteractive apt-get install -y -q
 VERSION      := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 IMAGE        ?= koordinator
 
-.PHONY: all static static-arm64 test lint bench demo image release deps deps-arm64 deps-bench clean
+.PHONY: all static static-arm64 test lint bench demo image release deps deps-arm64 deps-bench clean fuzz soak
 
 all: static
 
@@ -51,6 +51,30 @@ lint:
 test: static static-arm64
 	KOORDINATOR_BIN=$(CURDIR)/$(BIN) KOORDINATOR_BIN_ARM64=$(CURDIR)/$(BIN_ARM64) \
 	  $(CARGO) test --workspace --locked
+
+# Fuzz every parser and the coordinator, FUZZ_SECONDS each (nightly
+# toolchain and cargo-fuzz, installed if missing). Not part of `make test`.
+# A crash fails the run; its input is kept in fuzz/artifacts/TARGET/.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= spec cli watch_event coordinator state_record http_response
+fuzz:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@mkdir -p fuzz/logs
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$t && cp -n seeds/$$t/* corpus/$$t/ 2>/dev/null; \
+	  cargo +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -rss_limit_mb=2048 >logs/$$t.log 2>&1 \
+	    || { tail -40 logs/$$t.log; exit 1; }; \
+	  echo "$$t: $$(grep -E '^Done' logs/$$t.log) $$(grep -E 'DONE' logs/$$t.log | grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+')"; \
+	done
+
+# Many koordinators against the fake API server under random faults, for
+# SOAK_DURATION; then the signal storm. `make test` runs a short one.
+SOAK_DURATION ?= 10m
+SOAK_PODS ?= 200
+soak: static
+	$(CARGO) build -q --release --locked -p koordinator-integration --bin soak
+	KOORDINATOR_BIN=$(CURDIR)/$(BIN) target/release/soak --pods $(SOAK_PODS) --duration $(SOAK_DURATION)
 
 # The seed Job from the README, run locally by podsim: no cluster needed.
 demo: static

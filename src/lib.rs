@@ -20,6 +20,7 @@
 //! | `rules/facts.rs` | what is known about each container depended on |
 //! | `rules/pod.rs` | the Pod fields read from the API, and their checks |
 //! | `rules/coordinator.rs` | every lifecycle rule, as a state machine |
+//! | `rules/simulate.rs` | random runs of the coordinator and its invariants (tests, fuzzing) |
 //! | **sources/** | **each turns the outside world into coordinator events** |
 //! | `sources/api.rs` | the API server: list and watch our pod (a thread) |
 //! | `sources/state_dir.rs` | the shared state directory: publish and follow records (on the loop) |
@@ -50,6 +51,7 @@ pub mod rules {
     pub mod facts;
     pub mod plan;
     pub mod pod;
+    pub mod simulate;
     pub mod spec;
 }
 
@@ -384,10 +386,26 @@ fn run(options: RunOptions, inherited: child::Inherited, argv0: &Path) -> i32 {
         Ok(code) => code,
         Err(e) => {
             eprintln!(
-                "koordinator: cannot set up the event loop: {e} (epoll, signalfd, eventfd or inotify was refused: does a seccomp profile block them?)"
+                "koordinator: cannot set up the event loop: {e} ({})",
+                setup_hint(&e)
             );
             EXIT_FAILURE
         }
+    }
+}
+
+/// What to do when the event loop (epoll, signalfd, eventfd, inotify) or a
+/// source's thread cannot be set up.
+fn setup_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE) => {
+            "the open-file limit is too low: raise the container's nofile limit (ulimit -n)"
+        }
+        Some(libc::EAGAIN) => {
+            "no thread could be started: is the container's process or thread limit (pids.max, ulimit -u) reached?"
+        }
+        Some(libc::ENOMEM) => "out of memory: raise the container's memory limit",
+        _ => "epoll, signalfd, eventfd or inotify was refused: does a seccomp profile block them?",
     }
 }
 

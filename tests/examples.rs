@@ -2,8 +2,9 @@
 //! parses, each literal KOORDINATOR_SPEC is valid, every dependency names a
 //! container of the pod and there is no start cycle, containers that run
 //! /koordinator/koordinator mount the volume the install init container fills,
-//! and a Role, where given, grants get, list and watch on pods. The demo is
-//! also run in podsim by the scenario tests.
+//! a Role, where given, grants exactly list and watch on pods, and every pod
+//! passes the Pod Security "restricted" profile. The demo is also run in
+//! podsim by the scenario tests.
 
 use koordinator::rules::pod::Pod;
 use koordinator_integration::harness::workspace_root;
@@ -57,6 +58,7 @@ fn there_are_examples_for_every_recipe() {
         "envoy-quitquitquit-job.yaml",
         "ordered-deployment.yaml",
         "nginx-graceful-stop.yaml",
+        "job-no-rbac.yaml",
     ] {
         assert!(
             names.contains(&recipe.to_string()),
@@ -124,7 +126,7 @@ fn containers_running_koordinator_mount_the_installed_copy() {
 }
 
 #[test]
-fn roles_grant_get_list_and_watch_on_pods() {
+fn roles_grant_list_and_watch_on_pods() {
     for (name, docs) in examples() {
         for role in docs.iter().filter(|d| d["kind"] == "Role") {
             let rule = role["rules"]
@@ -135,7 +137,7 @@ fn roles_grant_get_list_and_watch_on_pods() {
             let rule = rule.unwrap_or_else(|| panic!("{name}: the Role has no rule for pods"));
             assert_eq!(
                 rule["verbs"],
-                serde_json::json!(["get", "list", "watch"]),
+                serde_json::json!(["list", "watch"]),
                 "{name}"
             );
             assert_eq!(rule["apiGroups"], serde_json::json!([""]), "{name}");
@@ -143,6 +145,59 @@ fn roles_grant_get_list_and_watch_on_pods() {
                 d["kind"] == "RoleBinding" && d["roleRef"]["name"] == role["metadata"]["name"]
             });
             assert!(binding.is_some(), "{name}: the Role is bound to nothing");
+        }
+    }
+}
+
+/// The Pod Security Standards "restricted" profile, as the admission
+/// controller checks it (pod and container securityContext).
+#[test]
+fn every_example_runs_under_the_restricted_pod_security_profile() {
+    for (name, docs) in examples() {
+        let pod = docs.iter().find_map(pod_of).unwrap();
+        let spec = &pod["spec"];
+        let pod_sc = &spec["securityContext"];
+        for forbidden in ["hostNetwork", "hostPID", "hostIPC"] {
+            assert_ne!(spec[forbidden], true, "{name}: {forbidden}");
+        }
+        for v in spec["volumes"].as_array().into_iter().flatten() {
+            assert!(v["hostPath"].is_null(), "{name}: hostPath volume");
+        }
+        for c in containers(&pod) {
+            let sc = &c["securityContext"];
+            let what = format!("{name}: container {}", c["name"]);
+            let either = |key: &str| {
+                if sc[key].is_null() {
+                    pod_sc[key].clone()
+                } else {
+                    sc[key].clone()
+                }
+            };
+            assert_eq!(either("runAsNonRoot"), true, "{what}: runAsNonRoot");
+            assert_ne!(either("runAsUser"), 0, "{what}: runAsUser 0");
+            assert_eq!(
+                sc["allowPrivilegeEscalation"], false,
+                "{what}: allowPrivilegeEscalation"
+            );
+            assert_ne!(sc["privileged"], true, "{what}: privileged");
+            assert_eq!(
+                sc["capabilities"]["drop"],
+                serde_json::json!(["ALL"]),
+                "{what}: drop ALL"
+            );
+            let added = sc["capabilities"]["add"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            assert!(
+                added.iter().all(|a| a == "NET_BIND_SERVICE"),
+                "{what}: adds {added:?}"
+            );
+            let seccomp = either("seccompProfile");
+            assert!(
+                seccomp["type"] == "RuntimeDefault" || seccomp["type"] == "Localhost",
+                "{what}: seccompProfile"
+            );
         }
     }
 }

@@ -281,6 +281,11 @@ impl ApiServer {
         self.shared.changed.notify_all();
     }
 
+    /// How many requests the server has seen (without copying them).
+    pub fn request_count(&self) -> usize {
+        self.state().requests.len()
+    }
+
     pub fn requests(&self) -> Vec<Request> {
         self.state().requests.clone()
     }

@@ -113,6 +113,17 @@ impl Koordinator {
         }
     }
 
+    /// A command line that ends in koordinator (`setpriv ... koordinator`,
+    /// a wrapper that execs it), as a plain child.
+    pub fn command<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Koordinator {
+        let mut command = Command::new(program);
+        command.args(args);
+        Koordinator {
+            command,
+            pid1: false,
+        }
+    }
+
     /// koordinator as a plain child with its own hostname (a new UTS
     /// namespace, needs root), as a pod's containers have.
     pub fn with_hostname<S: AsRef<OsStr>>(hostname: &str, args: &[S]) -> Koordinator {

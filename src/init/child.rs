@@ -36,7 +36,18 @@ impl std::fmt::Display for SpawnError {
                 "cannot run {command:?}: not found (check the path, or that it is on PATH in this image)"
             ),
             SpawnError::NotExecutable { command, reason } => {
-                write!(f, "cannot run {command:?}: {reason} (is it an executable for this platform, with mode +x?)")
+                let hint = match reason.raw_os_error() {
+                    Some(libc::EMFILE | libc::ENFILE) => {
+                        "the open-file limit is too low: raise the container's nofile limit (ulimit -n)"
+                    }
+                    Some(libc::EAGAIN) => {
+                        "no process could be created: is the container's process limit (pids.max, ulimit -u) reached?"
+                    }
+                    Some(libc::E2BIG) => "the environment and arguments are larger than the kernel allows",
+                    Some(libc::ENOMEM) => "out of memory: raise the container's memory limit",
+                    _ => "is it an executable for this platform, with mode +x?",
+                };
+                write!(f, "cannot run {command:?}: {reason} ({hint})")
             }
         }
     }
@@ -101,20 +112,16 @@ pub fn spawn(argv: &[OsString], inherited: Inherited) -> Result<i32, SpawnError>
         // SAFETY: in the child, between fork and exec: raw system calls only.
         unsafe { exec_child(&pointers, inherited, write_end) }
     }
+    // Read errno before close() can change it.
+    let fork_error = (pid < 0).then(io::Error::last_os_error);
     // SAFETY: closing our copy of the write end.
     unsafe { libc::close(write_end) };
-    if pid < 0 {
-        let reason = io::Error::last_os_error();
+    if let Some(reason) = fork_error {
         // SAFETY: closing a descriptor we own.
         unsafe { libc::close(read_end) };
         return Err(SpawnError::NotExecutable {
             command: name,
-            reason: io::Error::new(
-                reason.kind(),
-                format!(
-                    "cannot create a process: {reason} (is the container's process limit reached?)"
-                ),
-            ),
+            reason,
         });
     }
     let mut errno = [0u8; 4];

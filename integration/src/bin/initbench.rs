@@ -13,6 +13,9 @@
 //! initbench stamp                print CLOCK_MONOTONIC ns at start, then sleep
 //! initbench term-stamp           print "ready"; on SIGTERM print the ns and exit 0
 //! initbench exit-stamp           print the CLOCK_MONOTONIC ns, then exit 0
+//! initbench storm-target         the command of a signal storm: counts what
+//!                                arrives, makes orphans for PID 1 to reap, and
+//!                                on SIGTERM prints its counts and exits 7
 
 use koordinator_integration::harness::{monotonic_ns, status_kb};
 use std::io::{BufRead, BufReader, Write};
@@ -161,6 +164,60 @@ fn term_stamp() {
     println!("{}", unsafe { AT });
 }
 
+static COUNTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static TERM: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn count(_: libc::c_int) {
+    COUNTED.fetch_add(1, Ordering::Relaxed);
+}
+
+extern "C" fn term(_: libc::c_int) {
+    TERM.store(true, Ordering::SeqCst);
+}
+
+fn storm_target() {
+    // SAFETY: handlers that only touch atomics.
+    unsafe {
+        for s in [
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGHUP,
+            libc::SIGWINCH,
+            libc::SIGRTMIN() + 3,
+            libc::SIGCONT,
+            libc::SIGALRM,
+        ] {
+            libc::signal(s, count as *const () as libc::sighandler_t);
+        }
+        libc::signal(libc::SIGTERM, term as *const () as libc::sighandler_t);
+    }
+    println!("ready");
+    let mut orphans = 0u64;
+    while !TERM.load(Ordering::SeqCst) {
+        // A child that forks a grandchild and exits: the grandchild is
+        // re-parented to PID 1 and reaped there when it exits.
+        // SAFETY: the children only fork and _exit.
+        unsafe {
+            let child = libc::fork();
+            if child == 0 {
+                if libc::fork() == 0 {
+                    libc::_exit(0);
+                }
+                libc::_exit(0);
+            }
+            if child > 0 {
+                libc::waitpid(child, std::ptr::null_mut(), 0);
+                orphans += 1;
+            }
+        }
+    }
+    println!(
+        "got TERM after {} signals, {orphans} orphans made",
+        COUNTED.load(Ordering::Relaxed)
+    );
+    std::process::exit(7);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -173,6 +230,7 @@ fn main() {
             std::thread::sleep(Duration::from_secs(3600));
         }
         Some("term-stamp") => term_stamp(),
+        Some("storm-target") => storm_target(),
         // Prints CLOCK_MONOTONIC ns as the last thing before exiting 0.
         Some("exit-stamp") => println!("{}", monotonic_ns()),
         _ => {
