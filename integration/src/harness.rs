@@ -49,6 +49,20 @@ pub fn status_kb(pid: i32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The signals of a signal storm: standard ones (which coalesce) and a
+/// real-time one (which queues). The storm's target counts each of them.
+pub fn storm_signals() -> [i32; 7] {
+    [
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGHUP,
+        libc::SIGWINCH,
+        libc::SIGRTMIN() + 3,
+        libc::SIGCONT,
+        libc::SIGALRM,
+    ]
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() == 0 }

@@ -178,15 +178,7 @@ extern "C" fn term(_: libc::c_int) {
 fn storm_target() {
     // SAFETY: handlers that only touch atomics.
     unsafe {
-        for s in [
-            libc::SIGUSR1,
-            libc::SIGUSR2,
-            libc::SIGHUP,
-            libc::SIGWINCH,
-            libc::SIGRTMIN() + 3,
-            libc::SIGCONT,
-            libc::SIGALRM,
-        ] {
+        for s in koordinator_integration::harness::storm_signals() {
             libc::signal(s, count as *const () as libc::sighandler_t);
         }
         libc::signal(libc::SIGTERM, term as *const () as libc::sighandler_t);

@@ -382,15 +382,7 @@ fn signal_storm(count: usize, failures: &mut Vec<String>) {
         .to_string();
     let mut k = Koordinator::pid1(&[&bench, "storm-target"]).spawn();
     k.expect_line("ready", Duration::from_secs(20));
-    let signals = [
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-        libc::SIGHUP,
-        libc::SIGWINCH,
-        libc::SIGRTMIN() + 3,
-        libc::SIGCONT,
-        libc::SIGALRM,
-    ];
+    let signals = koordinator_integration::harness::storm_signals();
     let started = Instant::now();
     for i in 0..count {
         // SAFETY: kill has no memory effects.
