@@ -42,8 +42,9 @@ fn podsim(manifest: &Path, extra: &[&str]) -> (i32, Vec<(f64, String)>, String) 
 }
 
 /// Checks a timeline against an `.expect` file: lines in order, `[>=Xs]`
-/// and `[<=Xs]` gaps from the line before, `A || B` alternatives, and
-/// `!text` lines that must not appear.
+/// and `[<=Xs]` gaps from the line before, `A || B` alternatives, `A && B`
+/// for lines that come in either order (two containers exiting together),
+/// and `!text` lines that must not appear.
 fn check(name: &str, timeline: &[(f64, String)], expect: &str, output: &str) {
     let mut at = 0;
     let mut previous = 0.0;
@@ -71,13 +72,19 @@ fn check(name: &str, timeline: &[(f64, String)], expect: &str, output: &str) {
             (line, 0.0, f64::INFINITY)
         };
         // "A || B": either outcome is right (it depends on who was scheduled first).
-        let found = timeline[at..]
-            .iter()
-            .position(|(_, l)| text.split(" || ").any(|alt| l.contains(alt)));
-        let Some(offset) = found else {
-            panic!("{name}: expected {text:?} after line {at} of the timeline:\n{output}");
-        };
-        let (t, _) = &timeline[at + offset];
+        // "A && B": both, in either order; the gap counts to the first of them.
+        let mut offsets = Vec::new();
+        for part in text.split(" && ") {
+            let found = timeline[at..]
+                .iter()
+                .position(|(_, l)| part.split(" || ").any(|alt| l.contains(alt)));
+            let Some(offset) = found else {
+                panic!("{name}: expected {part:?} after line {at} of the timeline:\n{output}");
+            };
+            offsets.push(offset);
+        }
+        let offset = offsets.iter().copied().max().unwrap_or(0);
+        let (t, _) = &timeline[at + offsets.iter().copied().min().unwrap_or(0)];
         assert!(
             t - previous >= min_gap && t - previous <= max_gap,
             "{name}: {text:?} came {:.3}s after the line before, expected >= {min_gap}s and <= {max_gap}s\n{output}",
@@ -199,7 +206,7 @@ fn the_demo_job_succeeds_in_under_10_seconds() {
     assert_eq!(code, 0, "{output}");
     assert!(started.elapsed() < Duration::from_secs(10));
     let expect = "database-proxy ready\nmain-container | connecting to the database through the proxy\n\
-                  main-container terminated exit=0\ndatabase-proxy terminated exit=0 (koordinator: stop dependency main-container exited\n\
+                  main-container terminated exit=0 && database-proxy terminated exit=0 (koordinator: stop dependency main-container exited\n\
                   job job-demo complete";
     check("job-demo", &timeline, expect, &output);
 }

@@ -178,37 +178,35 @@ impl Watcher {
         }
     }
 
-    /// Lists our pod, picking it out of whatever the server returned.
+    /// Lists our pod; when the hostname turns out not to be a pod of the
+    /// namespace, finds the real one first (once).
     fn list(&mut self) -> Result<(Pod, String), ApiError> {
-        let result = self.client.list().and_then(|(pods, rv)| {
-            let mut found = None;
-            for pod in pods {
-                if self.ours(&pod) && found.is_none() {
-                    found = Some(pod);
-                }
-            }
-            let pod = found.ok_or(ApiError::PodNotFound)?;
-            let rv = if rv.is_empty() {
-                pod.metadata.resource_version.clone()
-            } else {
-                rv
-            };
-            Ok((pod, rv))
-        });
-        match result {
+        match self.list_once() {
             Err(ApiError::PodNotFound) if self.target().pod.from_hostname() && !self.resolved => {
                 self.resolved = true;
                 self.resolve_hostname();
-                self.client.list().and_then(|(pods, rv)| {
-                    let pod = pods
-                        .into_iter()
-                        .find(|p| p.metadata.name == self.target().pod.value)
-                        .ok_or(ApiError::PodNotFound)?;
-                    Ok((pod, rv))
-                })
+                self.list_once()
             }
             other => other,
         }
+    }
+
+    /// Lists our pod, picking it out of whatever the server returned.
+    fn list_once(&mut self) -> Result<(Pod, String), ApiError> {
+        let (pods, rv) = self.client.list()?;
+        let mut found = None;
+        for pod in pods {
+            if self.ours(&pod) && found.is_none() {
+                found = Some(pod);
+            }
+        }
+        let pod = found.ok_or(ApiError::PodNotFound)?;
+        let rv = if rv.is_empty() {
+            pod.metadata.resource_version.clone()
+        } else {
+            rv
+        };
+        Ok((pod, rv))
     }
 
     /// Whether an object the server sent is our pod. A proxy or server that
