@@ -66,6 +66,56 @@ fn create(server: &ApiServer, name: &str) {
     );
 }
 
+/// What a koordinator that should have exited is doing: each thread's state
+/// and kernel stack, and the last requests the server saw for its pod.
+fn explain(k: &Running, pod: &str, server: &ApiServer) -> String {
+    let mut why = format!("pid {}; threads:", k.pid);
+    for task in std::fs::read_dir(format!("/proc/{}/task", k.pid))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let dir = task.path();
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let stack = std::fs::read_to_string(dir.join("stack")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .next()
+            .unwrap_or("?")
+            .to_string();
+        let top: Vec<&str> = stack.lines().take(5).collect();
+        why.push_str(&format!("\n  {} {state}: {}", comm.trim(), top.join(" < ")));
+    }
+    let requests: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.query
+                .get("fieldSelector")
+                .is_some_and(|f| f.ends_with(pod))
+        })
+        .map(|r| {
+            let kind = if r.is_watch() { "watch" } else { "list" };
+            format!(
+                "{kind} {} at -{:.1}s",
+                r.status,
+                r.at.elapsed().as_secs_f64()
+            )
+        })
+        .collect();
+    let n = requests.len();
+    why.push_str(&format!(
+        "\n  last requests for {pod}: {:?}\n  stderr: {:?}",
+        &requests[n.saturating_sub(8)..],
+        k.stderr()
+    ));
+    why
+}
+
 /// (threads, open fds, VmRSS kB) of a process.
 type Sample = (u64, u64, u64);
 
@@ -88,6 +138,8 @@ enum Step {
     Starting { ready_at: Instant },
     /// main runs; it exits by itself.
     Running,
+    /// main exited and the kubelet said so: the proxy must stop, with 0.
+    Stopping { since: Instant },
 }
 
 struct Cycle {
@@ -150,7 +202,7 @@ fn soak(pods_total: usize, duration: Duration, failures: &mut Vec<String>) {
             &files,
             &name,
             r#"{"stopDeps":["main"]}"#,
-            &["sleep", "100000"],
+            &["sleep", "3600"],
         );
         long.push((name, k, Vec::new()));
     }
@@ -173,7 +225,7 @@ fn soak(pods_total: usize, duration: Duration, failures: &mut Vec<String>) {
             &files,
             &name,
             r#"{"stopDeps":["main"]}"#,
-            &["sleep", "100000"],
+            &["sleep", "3600"],
         );
         server.modify_pod(NAMESPACE, &name, |p| {
             pods::set_status(p, "proxy", running(false))
@@ -192,6 +244,7 @@ fn soak(pods_total: usize, duration: Duration, failures: &mut Vec<String>) {
         .map(|slot| start_cycle(&server, slot, &mut generation))
         .collect();
     let mut completed = 0usize;
+    let mut stop_times: Vec<f64> = Vec::new();
     let mut faults = 0usize;
     let mut next_fault = Instant::now();
     let mut next_sample = Instant::now() + Duration::from_secs(5);
@@ -248,45 +301,66 @@ fn soak(pods_total: usize, duration: Duration, failures: &mut Vec<String>) {
         }
         for (slot, c) in cycles.iter_mut().enumerate() {
             c.main.expect_no_line_for(Duration::ZERO);
-            if let Step::Starting { ready_at } = c.step {
-                if Instant::now() >= ready_at {
+            let mut done = false;
+            match c.step {
+                Step::Starting { ready_at } if Instant::now() >= ready_at => {
                     server.modify_pod(NAMESPACE, &c.name, |p| {
                         pods::set_status(p, "proxy", running(true))
                     });
                     c.step = Step::Running;
                 }
+                Step::Starting { .. } | Step::Running => {
+                    if let Ok(Some(_)) = c.main.child.try_wait() {
+                        let code = c.main.wait(Duration::from_secs(1));
+                        if code != 0 {
+                            failures.push(format!(
+                                "{}: main exited {code}: {:?}",
+                                c.name,
+                                c.main.stderr()
+                            ));
+                        }
+                        // The kubelet reports main's exit.
+                        server.modify_pod(NAMESPACE, &c.name, |p| {
+                            pods::set_status(p, "main", terminated(0))
+                        });
+                        c.step = Step::Stopping {
+                            since: Instant::now(),
+                        };
+                    } else if c.began.elapsed() > CYCLE_LIMIT {
+                        let why = explain(&c.main, &c.name, &server);
+                        failures.push(format!(
+                            "{}: main did not start and end within {CYCLE_LIMIT:?}: {why}",
+                            c.name
+                        ));
+                        done = true;
+                    }
+                }
+                Step::Stopping { since } => {
+                    if let Ok(Some(_)) = c.proxy.child.try_wait() {
+                        let code = c.proxy.wait(Duration::from_secs(1));
+                        if code != 0 {
+                            failures.push(format!(
+                                "{}: proxy exited {code}: {:?}",
+                                c.name,
+                                c.proxy.stderr()
+                            ));
+                        }
+                        completed += 1;
+                        stop_times.push(since.elapsed().as_secs_f64());
+                        done = true;
+                    } else if since.elapsed() > CYCLE_LIMIT {
+                        let why = explain(&c.proxy, &c.name, &server);
+                        failures.push(format!(
+                            "{}: the proxy was not stopped within {CYCLE_LIMIT:?}: {why}",
+                            c.name
+                        ));
+                        done = true;
+                    }
+                }
             }
-            if let Ok(Some(_)) = c.main.child.try_wait() {
-                let main_code = c.main.wait(Duration::from_secs(1));
-                if main_code != 0 {
-                    failures.push(format!(
-                        "{}: main exited {main_code}: {:?}",
-                        c.name,
-                        c.main.stderr()
-                    ));
-                }
-                // The kubelet reports main's exit; the proxy must stop with 0.
-                server.modify_pod(NAMESPACE, &c.name, |p| {
-                    pods::set_status(p, "main", terminated(0))
-                });
-                let proxy_code = c.proxy.wait(CYCLE_LIMIT);
-                if proxy_code != 0 {
-                    failures.push(format!(
-                        "{}: proxy exited {proxy_code}: {:?}",
-                        c.name,
-                        c.proxy.stderr()
-                    ));
-                }
-                completed += 1;
+            if done {
                 let old = std::mem::replace(c, start_cycle(&server, slot, &mut generation));
                 server.delete_pod(NAMESPACE, &old.name);
-            } else if c.began.elapsed() > CYCLE_LIMIT {
-                failures.push(format!(
-                    "{}: no start within {CYCLE_LIMIT:?}: {:?}",
-                    c.name,
-                    c.main.stderr()
-                ));
-                let old = std::mem::replace(c, start_cycle(&server, slot, &mut generation));
                 drop(old);
             }
         }
@@ -314,13 +388,28 @@ fn soak(pods_total: usize, duration: Duration, failures: &mut Vec<String>) {
     }
     let (mut rss_first, mut rss_last, mut rss_max) = (Vec::new(), Vec::new(), Vec::new());
     let (mut fd_growth, mut thread_growth) = (0u64, 0u64);
+    let deadline = Instant::now() + CYCLE_LIMIT;
+    while Instant::now() < deadline
+        && long
+            .iter_mut()
+            .any(|(_, k, _)| matches!(k.child.try_wait(), Ok(None)))
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for (name, k, samples) in &mut long {
-        let code = k.wait(CYCLE_LIMIT);
-        if code != 0 {
+        if let Ok(None) = k.child.try_wait() {
+            let why = explain(k, name, &server);
             failures.push(format!(
-                "{name}: the sidecar exited {code} at the end: {:?}",
-                k.stderr()
+                "{name}: the sidecar was not stopped within {CYCLE_LIMIT:?} at the end: {why}"
             ));
+        } else {
+            let code = k.wait(Duration::from_secs(5));
+            if code != 0 {
+                failures.push(format!(
+                    "{name}: the sidecar exited {code} at the end: {:?}",
+                    k.stderr()
+                ));
+            }
         }
         if samples.len() >= 2 {
             let first = samples[0];
@@ -360,6 +449,19 @@ fn soak(pods_total: usize, duration: Duration, failures: &mut Vec<String>) {
         long_count,
         2 * cycle_count,
         server.request_count()
+    );
+    stop_times.sort_by(|a, b| a.total_cmp(b));
+    let at = |p: f64| {
+        stop_times
+            .get(((stop_times.len().max(1) - 1) as f64 * p) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    println!(
+        "soak: main's exit set in the API -> proxy exited: median {:.2}s, p99 {:.2}s, max {:.2}s (API only, through faults and the fake server's fan-out to every watch)",
+        at(0.5),
+        at(0.99),
+        at(1.0)
     );
     println!(
         "soak: long-lived sidecars' VmRSS kB: first median {} max {}, last median {} max {}, max over the run {}; fd growth max {fd_growth}, thread growth max {thread_growth}",
