@@ -27,7 +27,7 @@ deps-arm64:
 	@rustup target list --installed | grep -qx $(TARGET_ARM64) || rustup target add $(TARGET_ARM64)
 
 deps-bench:
-	@for p in tini dumb-init catatonit hyperfine bc; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@for p in tini dumb-init catatonit; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	 [ -z "$$missing" ] || { apt-get update -q && $(APT_INSTALL) $$missing; }
 
 # --- builds ------------------------------------------------------------------

@@ -51,43 +51,37 @@ for b in "$K" /usr/bin/tini-static /usr/bin/catatonit /usr/bin/dumb-init /usr/bi
 done
 echo
 
-# hyperfine: each round times every command RUNS times, in rotated order.
-startup() { # $1 title, $2 mode (plain|pid1)
-  local title=$1 mode=$2
-  for ((r = 0; r < ROUNDS; r++)); do
-    cmds=()
-    for i in $(rotate "$r"); do
-      IFS='|' read -r name plain pid1 <<<"${INITS[$i]}"
-      if [ "$mode" = plain ]; then cmds+=("-n" "$name" "$plain /bin/true"); else cmds+=("-n" "$name" "unshare --pid --fork --mount-proc $pid1 /bin/true"); fi
-    done
-    if [ "$mode" = plain ]; then cmds+=("-n" "bare" "/bin/true"); else cmds+=("-n" "bare" "unshare --pid --fork --mount-proc /bin/true"); fi
-    hyperfine -N --warmup 50 --runs "${BENCH_RUNS:-300}" --export-json "$OUT/start-$mode-$r.json" "${cmds[@]}" >/dev/null 2>&1
+# Start-to-exit time, every command taking its turn run by run (A B C D E A
+# B ...), so that a drifting machine affects all of them alike.
+startup() { # $1 title, $2 prefix for every command (empty, or unshare ...)
+  local title=$1 prefix=$2 cmds=()
+  for entry in "${INITS[@]}"; do
+    IFS='|' read -r name plain pid1 <<<"$entry"
+    if [ -z "$prefix" ]; then cmds+=("$name=$plain /bin/true"); else cmds+=("$name=$prefix $pid1 /bin/true"); fi
   done
-  python3 - "$OUT" "$mode" "$title" <<'PY'
-import json, statistics, sys, glob
-out, mode, title = sys.argv[1:]
-rounds = [json.load(open(f))["results"] for f in sorted(glob.glob(f"{out}/start-{mode}-*.json"))]
-med = {}
-for r in rounds:
-    for x in r:
-        med.setdefault(x["command"], []).append(x["median"] * 1e6)
-bare = statistics.median(med.pop("bare"))
-print(f"### {title}")
+  cmds+=("bare=$prefix /bin/true")
+  $IB startup "${BENCH_RUNS:-2000}" "${cmds[@]}" >"$OUT/startup"
+  python3 - "$OUT/startup" "$title" "${BENCH_RUNS:-2000}" <<'PY'
+import sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, med, p90 = line.split()
+    rows[name] = (float(med.split("=")[1]), float(p90.split("=")[1]))
+bare = rows.pop("bare")[0]
+best = min(m - bare for n, (m, _) in rows.items() if n != "koordinator")
+print(f"### {sys.argv[2]}")
 print()
-runs = len(rounds[0][0]["times"])
-print(f"hyperfine -N, {len(rounds)} rounds of {runs} runs each, order rotated; median of the round medians (range). Bare command: {bare:.0f} µs.")
+print(f"`initbench startup {sys.argv[3]}`: every command runs {sys.argv[3]} times, the commands taking turns run by run (after a tenth as warm-up). Bare command: {bare:.0f} µs.")
 print()
-print("| init | median µs | overhead over bare µs | overhead ratio to the best peer |")
-print("|---|---|---|---|")
-best = min(statistics.median(v) - bare for n, v in med.items() if n != "koordinator")
-for n, v in med.items():
-    m = statistics.median(v)
-    print(f"| {n} | {m:.0f} ({min(v):.0f}–{max(v):.0f}) | +{m - bare:.0f} | {(m - bare) / best:.2f} |")
+print("| init | median µs | p90 µs | overhead over bare µs | overhead ratio to the best peer |")
+print("|---|---|---|---|---|")
+for n, (m, p) in rows.items():
+    print(f"| {n} | {m:.0f} | {p:.0f} | +{m - bare:.0f} | {(m - bare) / best:.2f} |")
 print()
 PY
 }
-startup "Start-to-exit overhead: \`INIT /bin/true\`" plain
-startup "The same as PID 1 of a new PID namespace: \`unshare --pid --fork --mount-proc INIT /bin/true\`" pid1
+startup "Start-to-exit overhead: \`INIT /bin/true\`" ""
+startup "The same as PID 1 of a new PID namespace: \`unshare --pid --fork --mount-proc INIT /bin/true\`" "unshare --pid --fork --mount-proc"
 
 echo "### Memory of the init while its command sleeps"
 echo
@@ -132,18 +126,21 @@ for ((r = 0; r < BURSTS; r++)); do
 done
 python3 - "$OUT/reap" <<'PY'
 import statistics, sys
-rows = {}
+rows, ticks = {}, {}
 for line in open(sys.argv[1]):
-    n, wall, cpu = line.split()
+    n, *fields = line.split()
+    f = dict(x.split("=") for x in fields)
     rows.setdefault(n, ([], []))
-    rows[n][0].append(float(wall.split("=")[1])); rows[n][1].append(float(cpu.split("=")[1]))
+    rows[n][0].append(float(f["reaped_ms"])); rows[n][1].append(float(f["init_cpu_ms"]))
+    t = ticks.setdefault(n, [0, 0])
+    t[0] += int(f.get("init_user_ticks", 0)); t[1] += int(f.get("init_sys_ticks", 0))
 med = {n: (statistics.median(w), statistics.median(c)) for n, (w, c) in rows.items()}
 best_w = min(m[0] for n, m in med.items() if n != "koordinator")
 best_c = min(m[1] for n, m in med.items() if n != "koordinator")
-print("| init | wall ms | init CPU ms | wall ratio to the best peer | CPU ratio to the best peer |")
-print("|---|---|---|---|---|")
+print("| init | wall ms | init CPU ms | wall ratio to the best peer | CPU ratio to the best peer | user / system CPU over all rounds, ticks |")
+print("|---|---|---|---|---|---|")
 for n, (w, c) in rows.items():
-    print(f"| {n} | {med[n][0]:.1f} ({min(w):.1f}–{max(w):.1f}) | {med[n][1]:.1f} ({min(c):.1f}–{max(c):.1f}) | {med[n][0] / best_w:.2f} | {med[n][1] / best_c:.2f} |")
+    print(f"| {n} | {med[n][0]:.1f} ({min(w):.1f}–{max(w):.1f}) | {med[n][1]:.1f} ({min(c):.1f}–{max(c):.1f}) | {med[n][0] / best_w:.2f} | {med[n][1] / best_c:.2f} | {ticks[n][0]} / {ticks[n][1]} |")
 print()
 PY
 

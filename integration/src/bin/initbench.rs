@@ -12,6 +12,10 @@
 //!                                while its command sleeps
 //! initbench stamp                print CLOCK_MONOTONIC ns at start, then sleep
 //! initbench term-stamp           print "ready"; on SIGTERM print the ns and exit 0
+//! initbench startup RUNS NAME=CMD...
+//!                                start-to-exit time of each command, the
+//!                                commands taking turns (A B C A B C ...):
+//!                                median and p90 µs each
 //! initbench exit-stamp           print the CLOCK_MONOTONIC ns, then exit 0
 //! initbench storm-target         the command of a signal storm: counts what
 //!                                arrives, makes orphans for PID 1 to reap, and
@@ -22,6 +26,19 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+/// PID 1's user and system CPU time so far, in clock ticks (/proc/1/stat).
+fn init_user_sys_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/1/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let at = |i: usize| fields.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (at(11), at(12))
+}
 
 /// CPU time PID 1 has used so far, in ns (/proc/1/schedstat's first field).
 fn init_cpu_ns() -> u64 {
@@ -55,6 +72,7 @@ fn orphans(n: usize) {
         unsafe { libc::_exit(0) };
     }
     let cpu_before = init_cpu_ns();
+    let ticks_before = init_user_sys_ticks();
     // SAFETY: waiting for our own child.
     unsafe { libc::waitpid(intermediate, std::ptr::null_mut(), 0) };
     let start = Instant::now();
@@ -62,10 +80,13 @@ fn orphans(n: usize) {
         std::thread::sleep(Duration::from_micros(200));
     }
     let wall = start.elapsed();
+    let ticks = init_user_sys_ticks();
     println!(
-        "reaped_ms={:.1} init_cpu_ms={:.1}",
+        "reaped_ms={:.1} init_cpu_ms={:.1} init_user_ticks={} init_sys_ticks={}",
         wall.as_secs_f64() * 1000.0,
-        (init_cpu_ns() - cpu_before) as f64 / 1e6
+        (init_cpu_ns() - cpu_before) as f64 / 1e6,
+        ticks.0 - ticks_before.0,
+        ticks.1 - ticks_before.1
     );
 }
 
@@ -210,6 +231,44 @@ fn storm_target() {
     std::process::exit(7);
 }
 
+/// Start-to-exit wall time of each command, interleaved run by run, so that
+/// a machine whose speed drifts affects them all alike.
+fn startup(runs: usize, commands: &[String]) {
+    let parsed: Vec<(String, Vec<String>)> = commands
+        .iter()
+        .map(|c| {
+            let (name, cmd) = c.split_once('=').expect("NAME=COMMAND");
+            (
+                name.to_string(),
+                cmd.split_whitespace().map(str::to_string).collect(),
+            )
+        })
+        .collect();
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); parsed.len()];
+    for run in 0..runs + runs / 10 {
+        for (i, (_, argv)) in parsed.iter().enumerate() {
+            let started = Instant::now();
+            let status = Command::new(&argv[0])
+                .args(&argv[1..])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("run the command");
+            let took = started.elapsed().as_secs_f64() * 1e6;
+            assert!(status.success(), "{argv:?}: {status}");
+            if run >= runs / 10 {
+                times[i].push(took); // the first tenth warms up
+            }
+        }
+    }
+    for ((name, _), t) in parsed.iter().zip(&mut times) {
+        t.sort_by(|a, b| a.total_cmp(b));
+        let at = |p: f64| t[((t.len() - 1) as f64 * p) as usize];
+        println!("{name} median_us={:.0} p90_us={:.0}", at(0.5), at(0.9));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -223,6 +282,7 @@ fn main() {
         }
         Some("term-stamp") => term_stamp(),
         Some("storm-target") => storm_target(),
+        Some("startup") => startup(args[1].parse().unwrap(), &args[2..]),
         // Prints CLOCK_MONOTONIC ns as the last thing before exiting 0.
         Some("exit-stamp") => println!("{}", monotonic_ns()),
         _ => {
