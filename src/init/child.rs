@@ -1,16 +1,23 @@
 //! Starting the command, signalling it, and reaping every child that dies.
 //!
-//! The command is started with fork and execvp directly rather than with
-//! `std::process::Command`: an init needs none of Command's environment
-//! capture and pipes, and that code was the largest part of what a plain
-//! init executes (see BENCHMARKS.md, "Where the pages go"). Between fork and
-//! exec the child makes only async-signal-safe system calls on data
-//! prepared before the fork, since other threads (the API source, probes)
-//! may hold locks at that moment.
+//! The command is started with `clone(CLONE_VM | CLONE_VFORK)`, as musl's
+//! own `posix_spawn` does, not with `std::process::Command`: an init needs
+//! none of Command's environment capture and pipes, that code was the
+//! largest part of what a plain init executes (BENCHMARKS.md, "Where the
+//! pages go"), and sharing memory until the exec makes the start cheaper
+//! (no page tables to copy, no pipe for the exec error). The child runs on a
+//! stack of its own and makes only async-signal-safe calls on data prepared
+//! before the clone, since other threads (the API source, probes) may hold
+//! locks at that moment; the parent is suspended until the exec.
+//!
+//! Orphans are reaped one `waitpid` each. (Ignoring SIGCHLD would have the
+//! kernel reap them for free, but exec resets every process's exit signal
+//! to SIGCHLD, so the command's own status would be lost with them.)
 
 use std::ffi::{CString, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Why the command could not be started; both end koordinator (127 / 126).
 #[derive(Debug)]
@@ -66,12 +73,15 @@ pub struct Inherited {
 impl Inherited {
     /// Reads the state koordinator was started in. Call before changing any of it.
     pub fn capture() -> Inherited {
-        // SAFETY: querying a disposition with a null new action changes nothing.
-        let sigpipe_ignored = unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0
-                && old.sa_sigaction == libc::SIG_IGN
+        let ignored = |signal| {
+            // SAFETY: querying a disposition with a null new action changes nothing.
+            unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                libc::sigaction(signal, std::ptr::null(), &mut old) == 0
+                    && old.sa_sigaction == libc::SIG_IGN
+            }
         };
+        let sigpipe_ignored = ignored(libc::SIGPIPE);
         // SAFETY: isatty only inspects the descriptor.
         let has_tty = unsafe { libc::isatty(libc::STDIN_FILENO) } == 1;
         Inherited {
@@ -81,103 +91,110 @@ impl Inherited {
     }
 }
 
+/// What the child needs, prepared before the clone.
+struct ChildArgs<'a> {
+    argv: &'a [*const libc::c_char],
+    inherited: Inherited,
+    /// errno of a failed exec, written by the child (memory is shared).
+    errno: AtomicI32,
+}
+
+/// The child's stack size: execvp builds candidate paths on it.
+const CHILD_STACK: usize = 64 << 10;
+
 /// Starts the command in its own process group and returns its pid.
 pub fn spawn(argv: &[OsString], inherited: Inherited) -> Result<i32, SpawnError> {
     let name = argv[0].to_string_lossy().into_owned();
-    // Everything the child needs is made before the fork.
+    let not_executable = |reason| SpawnError::NotExecutable {
+        command: name.clone(),
+        reason,
+    };
+    // Everything the child needs is made before the clone.
     let args: Vec<CString> = argv
         .iter()
         .map(|a| CString::new(a.as_bytes()))
         .collect::<Result<_, _>>()
-        .map_err(|_| SpawnError::NotExecutable {
-            command: name.clone(),
-            reason: io::Error::new(io::ErrorKind::InvalidInput, "an argument holds a NUL byte"),
+        .map_err(|_| {
+            not_executable(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "an argument holds a NUL byte",
+            ))
         })?;
     let mut pointers: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     pointers.push(std::ptr::null());
-    // The child reports a failed exec through this pipe; a successful exec
-    // closes it (O_CLOEXEC), so the parent reads end-of-file.
-    let mut pipe = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into the array.
-    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(SpawnError::NotExecutable {
-            command: name,
-            reason: io::Error::last_os_error(),
-        });
-    }
-    let [read_end, write_end] = pipe;
-    // SAFETY: fork; the child below only makes async-signal-safe calls.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        // SAFETY: in the child, between fork and exec: raw system calls only.
-        unsafe { exec_child(&pointers, inherited, write_end) }
-    }
-    // Read errno before close() can change it.
-    let fork_error = (pid < 0).then(io::Error::last_os_error);
-    // SAFETY: closing our copy of the write end.
-    unsafe { libc::close(write_end) };
-    if let Some(reason) = fork_error {
-        // SAFETY: closing a descriptor we own.
-        unsafe { libc::close(read_end) };
-        return Err(SpawnError::NotExecutable {
-            command: name,
-            reason,
-        });
-    }
-    let mut errno = [0u8; 4];
-    let n = loop {
-        // SAFETY: read into a 4-byte buffer.
-        let n = unsafe { libc::read(read_end, errno.as_mut_ptr().cast(), 4) };
-        if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            break n;
-        }
+    let child = ChildArgs {
+        argv: &pointers,
+        inherited,
+        errno: AtomicI32::new(0),
     };
-    // SAFETY: closing a descriptor we own.
-    unsafe { libc::close(read_end) };
-    if n != 4 {
+    let mut stack = vec![0u8; CHILD_STACK];
+    // The stack grows down; the top, 16-byte aligned.
+    let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
+    // SAFETY: the child runs `exec_child` on its own stack, sharing our
+    // memory (CLONE_VM) while we are suspended (CLONE_VFORK) until it execs
+    // or exits; `child` and `stack` outlive that.
+    let pid = unsafe {
+        libc::clone(
+            exec_child,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&child as *const ChildArgs).cast_mut().cast(),
+        )
+    };
+    if pid < 0 {
+        return Err(not_executable(io::Error::last_os_error()));
+    }
+    drop(stack);
+    let errno = child.errno.load(Ordering::SeqCst);
+    if errno == 0 {
         return Ok(pid);
     }
     // The exec failed and the child has exited: the reap loop collects it.
-    let reason = io::Error::from_raw_os_error(i32::from_ne_bytes(errno));
-    Err(match reason.raw_os_error() {
-        Some(libc::ENOENT) => SpawnError::NotFound { command: name },
-        _ => SpawnError::NotExecutable {
-            command: name,
-            reason,
-        },
+    let reason = io::Error::from_raw_os_error(errno);
+    Err(match errno {
+        libc::ENOENT => SpawnError::NotFound { command: name },
+        _ => not_executable(reason),
     })
 }
 
-/// The child's side: set up, exec, or report errno and exit 127.
+/// The child's side: set up, exec, or record errno and exit 127.
 ///
 /// # Safety
-/// Call only in a freshly forked child. `argv` is a NULL-terminated array of
-/// C strings that outlives the call.
-unsafe fn exec_child(argv: &[*const libc::c_char], inherited: Inherited, report: i32) -> ! {
-    // Own process group, so a terminal's ^C and `-g` reach the command
-    // and its children but not koordinator.
-    libc::setpgid(0, 0);
-    if inherited.has_tty {
-        // In the child, like tini: SIGTTOU is still blocked here, so a
-        // background group may take the terminal. Errors (no controlling
-        // terminal) are not fatal.
-        libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
+/// Runs in the clone made by [`spawn`], on its own stack, sharing the
+/// parent's memory while the parent is suspended: only async-signal-safe
+/// calls, no allocation, nothing written but `errno` of [`ChildArgs`].
+extern "C" fn exec_child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the parent's `ChildArgs`, alive until we exec or exit.
+    let child = unsafe { &*(arg as *const ChildArgs) };
+    let inherited = child.inherited;
+    // SAFETY: raw system calls on data prepared before the clone.
+    unsafe {
+        // Own process group, so a terminal's ^C and `-g` reach the command
+        // and its children but not koordinator.
+        libc::setpgid(0, 0);
+        if inherited.has_tty {
+            // In the child, like tini: SIGTTOU is still blocked here, so a
+            // background group may take the terminal. Errors (no controlling
+            // terminal) are not fatal.
+            libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
+        }
+        // The command gets the dispositions koordinator was started with:
+        // koordinator is `no_main`, so Rust's runtime never touched SIGPIPE,
+        // and every other signal is blocked, never caught (ignored ones stay
+        // ignored across exec, as they should).
+        if inherited.sigpipe_ignored {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+        // The mask must be emptied: the command must not start with SIGTERM blocked.
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        libc::execvp(child.argv[0], child.argv.as_ptr());
+        child
+            .errno
+            .store(*libc::__errno_location(), Ordering::SeqCst);
+        libc::_exit(127)
     }
-    // Rust's runtime never ran its SIGPIPE setup here (koordinator is
-    // `no_main`), so SIGPIPE is as koordinator was started with; the
-    // handled set is blocked, never caught, so every other disposition is
-    // the inherited one too. The mask is what must be reset: the command
-    // must not start with SIGTERM blocked.
-    if inherited.sigpipe_ignored {
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    }
-    let mut empty: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut empty);
-    libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    libc::execvp(argv[0], argv.as_ptr());
-    let errno = *libc::__errno_location();
-    libc::write(report, (&errno as *const i32).cast(), 4);
-    libc::_exit(127)
 }
 
 /// Sends `signal` to the command, or to its whole process group.
