@@ -10,11 +10,46 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-fn temp_dir(name: &str) -> PathBuf {
+/// A fresh directory under the system's temporary directory, removed with
+/// everything in it when the test ends.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // Directories a test made read-only or gave away must be writable again.
+        let _ = Command::new("chmod")
+            .arg("-R")
+            .arg("u+w")
+            .arg(&self.0)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("koordinator-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 fn assert_installed(dir: &Path, out: &Output) {
@@ -118,7 +153,7 @@ fn a_reader_never_sees_a_partial_binary() {
     let expected = std::fs::read(koordinator_bin()).unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let reader = {
-        let (dir, done, expected) = (dir.clone(), done.clone(), expected.clone());
+        let (dir, done, expected) = (dir.to_path_buf(), done.clone(), expected.clone());
         std::thread::spawn(move || {
             let mut seen = 0;
             while !done.load(Ordering::Relaxed) {
