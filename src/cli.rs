@@ -61,13 +61,14 @@ pub struct UsageError(pub String);
 
 /// Parses the full argv, program name included.
 pub fn parse(argv: &[OsString]) -> Result<Invocation, UsageError> {
+    // The last component of argv[0] (bytes: no path machinery at start).
     let invoked_as = argv
         .first()
-        .map(|a| Path::new(a).file_name().unwrap_or(a).to_owned())
+        .and_then(|a| a.as_bytes().rsplit(|&b| b == b'/').next())
         .unwrap_or_default();
     let args = argv.get(1..).unwrap_or_default();
 
-    if invoked_as == "copy" {
+    if invoked_as == b"copy" {
         return match args {
             [dir] => Ok(Invocation::Install(dir.into())),
             _ => Err(UsageError(

@@ -213,15 +213,18 @@ pub fn load_spec() -> Result<(spec::Spec, String), spec::SpecError> {
 }
 
 /// The termination log: the env path (created if need be), else the
-/// Kubernetes default only when the kubelet has mounted it.
-fn termination_log() -> Option<PathBuf> {
+/// Kubernetes default, written only when the kubelet has mounted it.
+fn termination_log() -> Option<event_loop::TerminationLog> {
     match env("KOORDINATOR_TERMINATION_LOG") {
         Some(p) if p.is_empty() => None,
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            let default = PathBuf::from("/dev/termination-log");
-            default.is_file().then_some(default)
-        }
+        Some(p) => Some(event_loop::TerminationLog {
+            path: PathBuf::from(p),
+            create: true,
+        }),
+        None => Some(event_loop::TerminationLog {
+            path: PathBuf::from("/dev/termination-log"),
+            create: false,
+        }),
     }
 }
 
@@ -256,8 +259,8 @@ fn run(options: RunOptions, inherited: child::Inherited, argv0: &Path) -> i32 {
     let termination_log = termination_log();
     let fail = |code: i32, message: String| {
         log::error!("{message}");
-        if let Some(path) = &termination_log {
-            event_loop::write_termination_log(path, &message);
+        if let Some(log) = &termination_log {
+            log.write(&message);
         }
         code
     };
@@ -327,10 +330,16 @@ fn run(options: RunOptions, inherited: child::Inherited, argv0: &Path) -> i32 {
             }
         },
     };
-    for line in plan.describe(&spec) {
-        log::info!("following {line}");
+    if coordinates {
+        for line in plan.describe(&spec) {
+            log::info!("following {line}");
+        }
     }
-    let named = spec.named_deps();
+    let named = if coordinates {
+        spec.named_deps()
+    } else {
+        Vec::new()
+    };
     let (reader, records) = match (&plan.state_dir, named.is_empty()) {
         (Some(dir), false) => match state_dir::Reader::open(dir, &named) {
             Ok((reader, records)) => (Some(reader), records),

@@ -14,7 +14,7 @@
 //! kernel reap them for free, but exec resets every process's exit signal
 //! to SIGCHLD, so the command's own status would be lost with them.)
 
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -104,35 +104,44 @@ const CHILD_STACK: usize = 64 << 10;
 
 /// Starts the command in its own process group and returns its pid.
 pub fn spawn(argv: &[OsString], inherited: Inherited) -> Result<i32, SpawnError> {
-    let name = argv[0].to_string_lossy().into_owned();
+    let name = || argv[0].to_string_lossy().into_owned();
     let not_executable = |reason| SpawnError::NotExecutable {
-        command: name.clone(),
+        command: name(),
         reason,
     };
-    // Everything the child needs is made before the clone.
-    let args: Vec<CString> = argv
-        .iter()
-        .map(|a| CString::new(a.as_bytes()))
-        .collect::<Result<_, _>>()
-        .map_err(|_| {
-            not_executable(io::Error::new(
+    // Everything the child needs is made before the clone: the arguments as
+    // C strings one after another in one buffer, and pointers to each.
+    let mut strings = Vec::new();
+    for arg in argv {
+        if arg.as_bytes().contains(&0) {
+            return Err(not_executable(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "an argument holds a NUL byte",
-            ))
-        })?;
-    let mut pointers: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+            )));
+        }
+        strings.extend_from_slice(arg.as_bytes());
+        strings.push(0);
+    }
+    let mut pointers: Vec<*const libc::c_char> = Vec::with_capacity(argv.len() + 1);
+    let mut at = 0;
+    for arg in argv {
+        pointers.push(strings[at..].as_ptr().cast());
+        at += arg.len() + 1;
+    }
     pointers.push(std::ptr::null());
     let child = ChildArgs {
         argv: &pointers,
         inherited,
         errno: AtomicI32::new(0),
     };
-    let mut stack = vec![0u8; CHILD_STACK];
+    // Never read by us, only written by the child before it reads: no need
+    // to fill it first.
+    let mut stack: Vec<u8> = Vec::with_capacity(CHILD_STACK);
     // The stack grows down; the top, 16-byte aligned.
     let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
     // SAFETY: the child runs `exec_child` on its own stack, sharing our
     // memory (CLONE_VM) while we are suspended (CLONE_VFORK) until it execs
-    // or exits; `child` and `stack` outlive that.
+    // or exits; `child`, `strings` and `stack` outlive that.
     let pid = unsafe {
         libc::clone(
             exec_child,
@@ -152,7 +161,7 @@ pub fn spawn(argv: &[OsString], inherited: Inherited) -> Result<i32, SpawnError>
     // The exec failed and the child has exited: the reap loop collects it.
     let reason = io::Error::from_raw_os_error(errno);
     Err(match errno {
-        libc::ENOENT => SpawnError::NotFound { command: name },
+        libc::ENOENT => SpawnError::NotFound { command: name() },
         _ => not_executable(reason),
     })
 }

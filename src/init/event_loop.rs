@@ -55,8 +55,8 @@ pub struct Setup {
     pub command: Vec<OsString>,
     pub kill_group: bool,
     pub inherited: Inherited,
-    /// Where `Action::Report` lines go; `None` when the default path is absent.
-    pub termination_log: Option<PathBuf>,
+    /// Where `Action::Report` lines go.
+    pub termination_log: Option<TerminationLog>,
     /// The state directory, when there is one: where `Action::Publish` goes.
     pub state_dir: Option<PathBuf>,
     /// Follows the records of the containers this one depends on.
@@ -324,8 +324,8 @@ impl Loop {
     }
 
     fn report(&self, line: &str) {
-        if let Some(path) = &self.setup.termination_log {
-            write_termination_log(path, line);
+        if let Some(log) = &self.setup.termination_log {
+            log.write(line);
         }
     }
 
@@ -381,16 +381,26 @@ fn wait_signal(
     (signal > 0).then_some(signal)
 }
 
-/// Writes the termination message; silently skipped when the file cannot be
-/// written (outside Kubernetes there usually is none).
-pub fn write_termination_log(path: &std::path::Path, line: &str) {
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path);
-    if let Ok(mut f) = file {
-        let _ = writeln!(f, "koordinator: {}", crate::logger::redact(line));
+/// The file the kubelet shows as the container's termination message.
+pub struct TerminationLog {
+    pub path: PathBuf,
+    /// False for the Kubernetes default: written only where the kubelet has
+    /// mounted it (looked at when there is something to write, not before).
+    pub create: bool,
+}
+
+impl TerminationLog {
+    /// Writes the termination message; silently skipped when the file cannot
+    /// be written (outside Kubernetes there usually is none).
+    pub fn write(&self, line: &str) {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(self.create)
+            .truncate(true)
+            .open(&self.path);
+        if let Ok(mut f) = file {
+            let _ = writeln!(f, "koordinator: {}", crate::logger::redact(line));
+        }
     }
 }
 
