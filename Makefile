@@ -37,8 +37,8 @@ static: deps
 	@ls -l $(BIN)
 
 # Optional, not the default: the nightly toolchain rebuilds std for size and
-# panics abort without a message (koordinator never panics). About 1.08 MB and
-# 720 kB plain-init peak RSS instead of 1.45 MB and 1010 kB (BENCHMARKS.md).
+# panics abort without a message (koordinator never panics). About 1.08 MB
+# instead of 1.45 MB (BENCHMARKS.md); no less memory at run time.
 BIN_NIGHTLY := target/nightly/$(TARGET)/release/koordinator
 static-nightly: deps
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

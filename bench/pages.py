@@ -5,14 +5,17 @@ instruction addresses, mapped onto the binary's load segments.
 usage: bench/pages.py UNSTRIPPED_BINARY [ARGS...]
 
 Prints, for the executable segment: the 4 KiB pages that hold executed
-instructions and the 64 KiB windows they fall in (the kernel maps a file
-page fault's whole 64 KiB "fault-around" window, so windows, not pages, are
-what VmHWM counts), and the functions that bring in each window. Data reads
-are not traced; the read-only segment is reported from /proc smaps instead.
-Needs valgrind. The binary must be an unstripped build with the same layout
-as the shipped one (CARGO_PROFILE_RELEASE_STRIP=false).
+instructions and the 64 KiB windows they fall in (a file page fault maps
+the whole "fault-around" window around it: 64 KiB aligned on the virtual
+address, clipped to the mapping; so windows, not pages, are what VmHWM
+counts), and the functions that bring in each window. Then the truth to
+compare it with: `BINARY sleep 1` run for real, and after 0.5 s the pages
+of each of the binary's mappings that are resident (/proc/PID/pagemap),
+with the windows they fill. Needs valgrind. The binary must be an
+unstripped build with the same layout as the shipped one
+(CARGO_PROFILE_RELEASE_STRIP=false).
 """
-import collections, os, re, subprocess, sys, tempfile
+import collections, os, re, struct, subprocess, sys, tempfile, time
 
 binary, args = sys.argv[1], sys.argv[2:]
 out = tempfile.mktemp(prefix="callgrind.")
@@ -57,13 +60,36 @@ start, size = text[0], text[1]
 pages = collections.defaultdict(set)
 for a, fn in addrs:
     if start <= a < start + size:
-        pages[(a - start) // 4096].add(fn)
+        pages[a // 4096].add(fn)
 windows = collections.defaultdict(set)
 for p, fns in pages.items():
     windows[p // 16].update(fns)
-print(f"text segment: {size // 1024} KiB, {size // 4096} pages, {size // 65536 + 1} windows of 64 KiB")
+first, last_window = start // 65536, (start + size - 1) // 65536
+print(f"text segment: {size // 1024} KiB, {size // 4096} pages, {last_window - first + 1} windows of 64 KiB")
 print(f"executed: {len(addrs)} distinct instructions on {len(pages)} pages (4 KiB) in {len(windows)} windows (64 KiB)")
 print(f"so at most {len(windows) * 64} KiB of text is mapped by fault-around, {len(pages) * 4} KiB touched")
 for w in sorted(windows):
     names = sorted({re.sub(r"::h[0-9a-f]{16}$", "", n or "?") for n in windows[w]})
-    print(f"  window {w:3}: {len(names):3} functions, e.g. {', '.join(n[:60] for n in names[:3])}")
+    print(f"  window {w - first:3}: {len(names):3} functions, e.g. {', '.join(n[:60] for n in names[:3])}")
+
+# What is resident for real while the command sleeps.
+proc = subprocess.Popen([binary, "sleep", "1"])
+time.sleep(0.5)
+total = 0
+with open(f"/proc/{proc.pid}/pagemap", "rb") as pagemap:
+    for line in open(f"/proc/{proc.pid}/maps"):
+        f = line.split()
+        if len(f) < 6 or os.path.realpath(f[5]) != os.path.realpath(binary):
+            continue
+        lo, hi = (int(x, 16) for x in f[0].split("-"))
+        pagemap.seek(lo // 4096 * 8)
+        entries = pagemap.read((hi - lo) // 4096 * 8)
+        present = [lo // 4096 + i for i in range(len(entries) // 8)
+                   if struct.unpack_from("<Q", entries, i * 8)[0] >> 63]
+        total += len(present)
+        print(f"resident while `sleep 1` runs, {f[1]} mapping: {len(present)} of {(hi - lo) // 4096} pages, "
+              f"in {len({p // 16 for p in present})} windows of 64 KiB")
+status = open(f"/proc/{proc.pid}/status").read()
+proc.wait()
+hwm = re.search(r"VmHWM:\s+(\d+)", status).group(1)
+print(f"resident pages of the binary: {total * 4} kB of VmHWM {hwm} kB")
