@@ -117,3 +117,23 @@ fn without_orphan_grace_koordinator_exits_with_the_command() {
     assert_eq!(k.wait(T), 0);
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// The plain init's peak RSS stays under tini-static's and catatonit's
+/// 700 kB (it is about 545 kB; the default layout gave 1,008 kB, the build
+/// before this work 1,270). Almost all of it is the binary's code, mapped
+/// 64 KB around each page fault, so this fails when `link/release.ld` stops
+/// keeping the code a plain init never runs apart (a pattern that no longer
+/// matches after a compiler update, or new code on the init's path that
+/// drags a cold window in): `python3 bench/pages.py` shows which window
+/// came back.
+#[test]
+fn a_plain_init_stays_under_700_kb() {
+    let mut k = Koordinator::plain(&["sh", "-c", "echo started; exec sleep 5"]).spawn();
+    k.expect_line("started", T);
+    std::thread::sleep(Duration::from_millis(200));
+    let hwm = koordinator_integration::harness::status_kb(k.pid, "VmHWM");
+    k.signal(libc::SIGTERM);
+    k.wait(T);
+    assert!(hwm > 0);
+    assert!(hwm <= 700, "a plain init's peak RSS is {hwm} kB");
+}
