@@ -101,6 +101,51 @@ fn a_sigkilled_main_still_stops_its_proxy() {
     );
 }
 
+/// The kernel's per-user limits on inotify instances are shared by every
+/// container of that user on a node (128 by default). With none left, the
+/// proxy follows the state directory by looking at it every 100 ms, says
+/// which limit to raise, and still stops when main exits. (A user namespace
+/// whose inotify limit is 0 stands in for a busy node.)
+#[test]
+fn without_inotify_the_state_directory_is_looked_at_every_100ms() {
+    if !require_root("without_inotify_the_state_directory_is_looked_at_every_100ms") {
+        return;
+    }
+    let pod = LocalPod::new();
+    let bin = koordinator_integration::harness::koordinator_bin();
+    let no_inotify = "echo 0 > /proc/sys/user/max_inotify_instances && exec \"$@\"";
+    let mut args: Vec<std::ffi::OsString> = ["-U", "-r", "sh", "-c", no_inotify, "sh"]
+        .iter()
+        .map(Into::into)
+        .collect();
+    args.push(bin.into());
+    args.extend(STARTED.iter().map(Into::into));
+    let mut proxy = pod
+        .around(Koordinator::command("unshare", &args), "proxy", PROXY)
+        .spawn();
+    started_within(&mut proxy, T);
+    let mut main = pod
+        .container(
+            "main-container",
+            r#"{"name": "main-container"}"#,
+            &["sh", "-c", "echo started; sleep 0.3; exit 0"],
+        )
+        .spawn();
+    started_within(&mut main, T);
+    assert_eq!(main.wait(T), 0);
+    let exited = Instant::now();
+    assert_eq!(proxy.wait(T), 0, "stopped by its stop dependency: exit 0");
+    assert!(exited.elapsed() < Duration::from_secs(2));
+    let log = proxy.stderr().join("\n");
+    assert!(
+        log.contains("cannot watch ")
+            && log.contains("raise fs.inotify.max_user_instances")
+            && log.contains("looking at it every 100 ms instead")
+            && log.contains("stop dependency main-container exited; stopping the command"),
+        "{log}"
+    );
+}
+
 #[test]
 fn under_on_failure_a_killed_main_is_restarted_and_followed_again() {
     if !require_root("under_on_failure_a_killed_main_is_restarted_and_followed_again") {

@@ -31,7 +31,20 @@ fn podsim(manifest: &Path, extra: &[&str]) -> (i32, Vec<(f64, String)>, String) 
         })
         .collect();
     // podsim stamps an exit with the moment the process ended, which can
-    // print after what a faster container did in reaction to it.
+    // print after what a faster container did in reaction to it; and an
+    // output line with the moment podsim read it, which can come after the
+    // exit of the process that wrote it. A container's exit is printed
+    // after all its output: it is never earlier than its last line.
+    let mut last_output: std::collections::HashMap<String, f64> = Default::default();
+    for (t, text) in timeline.iter_mut() {
+        if let Some((name, _)) = text.split_once(" | ") {
+            last_output.insert(name.to_string(), *t);
+        } else if let Some((name, _)) = text.split_once(" terminated") {
+            if let Some(&last) = last_output.get(name) {
+                *t = t.max(last);
+            }
+        }
+    }
     timeline.sort_by(|a, b| a.0.total_cmp(&b.0));
     let code = koordinator_integration::harness::code_of(out.status);
     (

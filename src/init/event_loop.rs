@@ -93,9 +93,9 @@ pub fn run(
         Interest::READABLE,
     )?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    if let Some(reader) = &setup.reader {
+    if let Some(fd) = setup.reader.as_ref().and_then(Reader::fd) {
         poll.registry()
-            .register(&mut SourceFd(&reader.fd()), STATE_DIR, Interest::READABLE)?;
+            .register(&mut SourceFd(&fd), STATE_DIR, Interest::READABLE)?;
     }
     let queue: Queue = Arc::new(Mutex::new(Some(Vec::new())));
     let notifier = Notifier {
@@ -134,9 +134,14 @@ impl Loop {
         let mut events = Events::with_capacity(8);
         let handled = crate::init::signals::handled_set();
         loop {
-            let timeout = coordinator
+            let mut timeout = coordinator
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
+            // A state directory followed without inotify is looked at
+            // every so often (each turn reads it).
+            if let Some(every) = self.setup.reader.as_ref().and_then(Reader::poll_interval) {
+                timeout = Some(timeout.map_or(every, |t| t.min(every)));
+            }
             if self.signals_only(queue) {
                 // Nothing but a signal can bring news: take it straight from
                 // the kernel, as tini does, one system call between the

@@ -253,63 +253,109 @@ fn read_record(path: &Path) -> io::Result<Option<Record>> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// How often the directory is looked at when inotify is not available.
+pub const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The dependents' side: follows the records of the named containers.
 pub struct Reader {
     dir: PathBuf,
     names: Vec<String>,
     pod: String,
-    inotify: OwnedFd,
+    /// `None` when the kernel refused an inotify instance or watch (its
+    /// per-user limits are shared by every container of that user on the
+    /// node): the directory is then looked at every `POLL_INTERVAL`.
+    inotify: Option<OwnedFd>,
+    /// What was last reported, when polling: only changes are reported.
+    reported: Vec<(String, Observation)>,
     /// Names whose record was refused, so that each is logged once.
     warned: Vec<String>,
+}
+
+/// An inotify instance watching `dir` for records renamed into place and
+/// lock files closed.
+fn watch(dir: &Path) -> io::Result<OwnedFd> {
+    // SAFETY: inotify_init1 returns a new descriptor or -1.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a new descriptor that nothing else owns.
+    let inotify = unsafe { OwnedFd::from_raw_fd(fd) };
+    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in the path"))?;
+    let mask = libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE | libc::IN_ONLYDIR;
+    // SAFETY: a valid descriptor and a NUL-terminated path.
+    if unsafe { libc::inotify_add_watch(fd, path.as_ptr(), mask) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(inotify)
 }
 
 impl Reader {
     /// Watches `dir` for the containers in `names`; returns the reader and
     /// what the directory holds about them now.
     pub fn open(dir: &Path, names: &[&str]) -> io::Result<(Reader, Vec<(String, Observation)>)> {
-        // SAFETY: inotify_init1 returns a new descriptor or -1.
-        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a new descriptor that nothing else owns.
-        let inotify = unsafe { OwnedFd::from_raw_fd(fd) };
-        let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in the path"))?;
-        let mask = libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE | libc::IN_ONLYDIR;
-        // SAFETY: a valid descriptor and a NUL-terminated path.
-        if unsafe { libc::inotify_add_watch(fd, path.as_ptr(), mask) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let inotify = match watch(dir) {
+            Ok(fd) => Some(fd),
+            // The per-user limits on inotify instances and watches, or memory.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOSPC | libc::ENOMEM)
+                ) =>
+            {
+                log::warn!(
+                    "cannot watch {} with inotify: {e} (the node's limit on inotify instances or watches for this user is reached: raise fs.inotify.max_user_instances or max_user_watches); looking at it every {} ms instead",
+                    dir.display(),
+                    POLL_INTERVAL.as_millis()
+                );
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let mut reader = Reader {
             dir: dir.to_path_buf(),
             names: names.iter().map(|n| n.to_string()).collect(),
             pod: pod_identity(),
             inotify,
+            reported: Vec::new(),
             warned: Vec::new(),
         };
         let names = reader.names.clone();
-        let seen = names.iter().filter_map(|n| reader.look(n)).collect();
+        let seen: Vec<_> = names.iter().filter_map(|n| reader.look(n)).collect();
+        reader.reported.clone_from(&seen);
         Ok((reader, seen))
     }
 
-    pub fn fd(&self) -> RawFd {
-        self.inotify.as_raw_fd()
+    /// The inotify descriptor to wait on; `None` when polling.
+    pub fn fd(&self) -> Option<RawFd> {
+        self.inotify.as_ref().map(|fd| fd.as_raw_fd())
     }
 
-    /// Drains the inotify queue; returns what changed for the followed containers.
+    /// How often to call `read` when there is no descriptor to wait on.
+    pub fn poll_interval(&self) -> Option<std::time::Duration> {
+        self.inotify.is_none().then_some(POLL_INTERVAL)
+    }
+
+    /// Drains the inotify queue (or, when polling, looks at every followed
+    /// container); returns what changed for them.
     pub fn read(&mut self) -> Vec<(String, Observation)> {
+        let Some(fd) = self.fd() else {
+            let names = self.names.clone();
+            let now: Vec<_> = names.iter().filter_map(|n| self.look(n)).collect();
+            let changed = now
+                .iter()
+                .filter(|seen| !self.reported.contains(seen))
+                .cloned()
+                .collect();
+            self.reported = now;
+            return changed;
+        };
         let mut changed: Vec<String> = Vec::new();
         let mut buf = [0u64; 512]; // aligned for inotify_event
         loop {
             // SAFETY: read into a buffer of the given size.
-            let n = unsafe {
-                libc::read(
-                    self.fd(),
-                    buf.as_mut_ptr().cast(),
-                    std::mem::size_of_val(&buf),
-                )
-            };
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), std::mem::size_of_val(&buf)) };
             if n <= 0 {
                 break;
             }
