@@ -330,12 +330,11 @@ fn run(options: RunOptions, inherited: child::Inherited, argv0: &Path) -> i32 {
             }
         },
     };
-    if coordinates {
+    // A plain init follows nothing: no plan to describe, no names to read.
+    let named = if coordinates {
         for line in plan.describe(&spec) {
             log::info!("following {line}");
         }
-    }
-    let named = if coordinates {
         spec.named_deps()
     } else {
         Vec::new()
@@ -406,16 +405,12 @@ fn run(options: RunOptions, inherited: child::Inherited, argv0: &Path) -> i32 {
 /// What to do when the event loop (epoll, signalfd, eventfd, inotify) or a
 /// source's thread cannot be set up.
 fn setup_hint(e: &std::io::Error) -> &'static str {
-    match e.raw_os_error() {
-        Some(libc::EMFILE | libc::ENFILE) => {
-            "the open-file limit is too low: raise the container's nofile limit (ulimit -n)"
-        }
+    child::limit_hint(e).unwrap_or(match e.raw_os_error() {
         Some(libc::EAGAIN) => {
             "no thread could be started: is the container's process or thread limit (pids.max, ulimit -u) reached?"
         }
-        Some(libc::ENOMEM) => "out of memory: raise the container's memory limit",
         _ => "epoll, signalfd, eventfd or inotify was refused: does a seccomp profile block them?",
-    }
+    })
 }
 
 /// `argv` from the C `main`, byte for byte.

@@ -43,20 +43,28 @@ impl std::fmt::Display for SpawnError {
                 "cannot run {command:?}: not found (check the path, or that it is on PATH in this image)"
             ),
             SpawnError::NotExecutable { command, reason } => {
-                let hint = match reason.raw_os_error() {
-                    Some(libc::EMFILE | libc::ENFILE) => {
-                        "the open-file limit is too low: raise the container's nofile limit (ulimit -n)"
-                    }
+                let hint = limit_hint(reason).unwrap_or(match reason.raw_os_error() {
                     Some(libc::EAGAIN) => {
                         "no process could be created: is the container's process limit (pids.max, ulimit -u) reached?"
                     }
                     Some(libc::E2BIG) => "the environment and arguments are larger than the kernel allows",
-                    Some(libc::ENOMEM) => "out of memory: raise the container's memory limit",
                     _ => "is it an executable for this platform, with mode +x?",
-                };
+                });
                 write!(f, "cannot run {command:?}: {reason} ({hint})")
             }
         }
+    }
+}
+
+/// What to do about a container limit that refused a descriptor or memory,
+/// when that is what `e` says.
+pub fn limit_hint(e: &io::Error) -> Option<&'static str> {
+    match e.raw_os_error()? {
+        libc::EMFILE | libc::ENFILE => {
+            Some("the open-file limit is too low: raise the container's nofile limit (ulimit -n)")
+        }
+        libc::ENOMEM => Some("out of memory: raise the container's memory limit"),
+        _ => None,
     }
 }
 
@@ -73,15 +81,12 @@ pub struct Inherited {
 impl Inherited {
     /// Reads the state koordinator was started in. Call before changing any of it.
     pub fn capture() -> Inherited {
-        let ignored = |signal| {
-            // SAFETY: querying a disposition with a null new action changes nothing.
-            unsafe {
-                let mut old: libc::sigaction = std::mem::zeroed();
-                libc::sigaction(signal, std::ptr::null(), &mut old) == 0
-                    && old.sa_sigaction == libc::SIG_IGN
-            }
+        // SAFETY: querying a disposition with a null new action changes nothing.
+        let sigpipe_ignored = unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
         };
-        let sigpipe_ignored = ignored(libc::SIGPIPE);
         // SAFETY: isatty only inspects the descriptor.
         let has_tty = unsafe { libc::isatty(libc::STDIN_FILENO) } == 1;
         Inherited {

@@ -297,21 +297,24 @@ impl Reader {
     pub fn open(dir: &Path, names: &[&str]) -> io::Result<(Reader, Vec<(String, Observation)>)> {
         let inotify = match watch(dir) {
             Ok(fd) => Some(fd),
-            // The per-user limits on inotify instances and watches, or memory.
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EMFILE | libc::ENFILE | libc::ENOSPC | libc::ENOMEM)
-                ) =>
-            {
+            Err(e) => {
+                let why = match e.raw_os_error() {
+                    // inotify_init1: the per-user instance limit, shared by
+                    // every container of this user on the node, or this
+                    // process's open-file limit.
+                    Some(libc::EMFILE) => "the node's limit on inotify instances for this user is reached: raise fs.inotify.max_user_instances (or the container's open-file limit, ulimit -n)",
+                    // inotify_add_watch: the per-user watch limit.
+                    Some(libc::ENOSPC) => "the node's limit on inotify watches for this user is reached: raise fs.inotify.max_user_watches",
+                    Some(libc::ENFILE | libc::ENOMEM) => "the node is out of file descriptors or memory",
+                    _ => return Err(e),
+                };
                 log::warn!(
-                    "cannot watch {} with inotify: {e} (the node's limit on inotify instances or watches for this user is reached: raise fs.inotify.max_user_instances or max_user_watches); looking at it every {} ms instead",
+                    "cannot watch {} with inotify: {e} ({why}); looking at it every {} ms instead",
                     dir.display(),
                     POLL_INTERVAL.as_millis()
                 );
                 None
             }
-            Err(e) => return Err(e),
         };
         let mut reader = Reader {
             dir: dir.to_path_buf(),
@@ -323,7 +326,9 @@ impl Reader {
         };
         let names = reader.names.clone();
         let seen: Vec<_> = names.iter().filter_map(|n| reader.look(n)).collect();
-        reader.reported.clone_from(&seen);
+        if reader.inotify.is_none() {
+            reader.reported.clone_from(&seen);
+        }
         Ok((reader, seen))
     }
 
